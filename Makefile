@@ -1,0 +1,23 @@
+# newsflow: `make run` starts everything on embedded defaults, `make test` runs the suite.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: run test bench install clean
+
+$(BIN)/newsflow: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $@
+
+install: $(BIN)/newsflow
+
+run: install
+	$(BIN)/newsflow run --embedded --publish tests/fixtures/seeds
+
+test: install
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) .newsflow .pytest_cache

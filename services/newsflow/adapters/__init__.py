@@ -1,0 +1,1 @@
+"""Adapters at the edges: PostgreSQL (asyncpg), Kafka (aiokafka), embedded infrastructure."""

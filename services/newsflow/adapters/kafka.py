@@ -1,0 +1,71 @@
+"""Kafka adapter: topics, broker identity, producers and the dead-letter topic."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from newsflow.domain.processing import Rejected
+
+MAX_HEADER_VALUE = 4096
+
+
+async def ensure_topics(bootstrap: str, topics: Sequence[tuple[str, int]]) -> None:
+    """Create missing topics (name, partitions); existing ones are left as they are."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(name, partitions, 1) for name, partitions in topics if name not in existing]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()
+
+
+async def broker_cluster_id(bootstrap: str) -> str | None:
+    """The broker's cluster id: it identifies one incarnation of an embedded (memory) broker."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_cluster()
+        return described.get("cluster_id")
+    finally:
+        await admin.close()
+
+
+def make_producer(bootstrap: str, **kwargs: object) -> AIOKafkaProducer:
+    """A producer that waits for all in-sync replicas. Idempotence is off: the embedded broker lacks it."""
+    return AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, **kwargs)
+
+
+def dead_letter_headers(rejected: Rejected) -> list[tuple[str, bytes]]:
+    rec = rejected.record
+    fields = {
+        "newsflow.error.reason": rejected.rejection.reason,
+        "newsflow.error.detail": rejected.rejection.detail[:MAX_HEADER_VALUE],
+        "newsflow.original.topic": rec.topic,
+        "newsflow.original.partition": str(rec.partition),
+        "newsflow.original.offset": str(rec.offset),
+        "newsflow.original.cluster_id": rec.cluster_id or "",
+        "newsflow.rejection.event_id": str(rejected.event.event_id),
+        "newsflow.rejected_at": dt.datetime.now(dt.UTC).isoformat(),
+    }
+    return [(k, v.encode("utf-8")) for k, v in fields.items()]
+
+
+async def send_dead_letters(producer: AIOKafkaProducer, topic: str, rejected: Sequence[Rejected]) -> None:
+    """Publish the original bytes of each rejected record and wait until the broker has them all."""
+    futures = [
+        await producer.send(topic, value=r.record.value, key=r.record.key, headers=dead_letter_headers(r))
+        for r in rejected
+    ]
+    for fut in futures:
+        await fut

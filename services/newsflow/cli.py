@@ -1,0 +1,186 @@
+"""`newsflow` command line: run the daemon, publish as a scraper, look at stories and status."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import structlog
+
+from newsflow.logs import configure_logging
+from newsflow.settings import Settings, load_settings
+
+log = structlog.get_logger("newsflow.cli")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="newsflow", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the daemon (all services, or one)")
+    run.add_argument("service", nargs="?", default="all", choices=["all", "pipeline", "projector"])
+    run.add_argument("--embedded", action="store_true",
+                     help="start a private PostgreSQL and an embedded broker under NEWSFLOW_STATE_DIR")
+    run.add_argument("--publish", nargs="*", type=Path, default=[],
+                     help="once running, publish these files/directories as a scraper would")
+
+    pub = sub.add_parser("publish", help="send text/HTML files, directories or JSONL to the raw topic")
+    pub.add_argument("paths", nargs="+", type=Path)
+    pub.add_argument("--source", help="source name for text/HTML files (default: their directory name)")
+    pub.add_argument("--topic", help="topic (default: NEWSFLOW_RAW_TOPIC)")
+
+    stories = sub.add_parser("stories", help="list stories from the dashboard views")
+    stories.add_argument("--json", action="store_true")
+    stories.add_argument("--limit", type=int, default=50)
+
+    status = sub.add_parser("status", help="consumer lag, reader positions, event counts, rejections")
+    status.add_argument("--json", action="store_true")
+
+    sub.add_parser("migrate", help="apply database migrations and exit")
+    return p
+
+
+async def _cmd_run(settings: Settings, args: argparse.Namespace) -> None:
+    from newsflow.daemon import SERVICES, install_stop_signals, run_services
+
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    services = SERVICES if args.service == "all" else (args.service,)
+    if not args.embedded:
+        await _run_with_publish(settings, services, args.publish, stop, run_services)
+        return
+
+    from newsflow.adapters.embedded import EmbeddedBroker, EmbeddedPostgres
+
+    state = settings.state_dir.resolve()
+    state.mkdir(parents=True, exist_ok=True)
+    pg = EmbeddedPostgres(state / "pgdata")
+    broker = EmbeddedBroker(log_path=state / "broker.log")
+    await asyncio.to_thread(pg.start)
+    try:
+        broker.start()
+        db_url = await pg.ensure_database("newsflow")
+        settings = settings.model_copy(update={"kafka_bootstrap": broker.bootstrap, "database_url": db_url})
+        settings.endpoints_file().write_text(
+            json.dumps({"kafka_bootstrap": broker.bootstrap, "database_url": db_url}, indent=2)
+        )
+        print(
+            f"newsflow (embedded): broker {broker.bootstrap}, PostgreSQL data in {state / 'pgdata'}\n"
+            f"  query the stories:  {pg.psql_path()} '{db_url}' -c 'SELECT * FROM dashboard.stories'\n"
+            f"  or:                 newsflow stories   |   newsflow status\n"
+            f"  stop with Ctrl-C",
+            file=sys.stderr,
+        )
+        await _run_with_publish(settings, services, args.publish, stop, run_services)
+    finally:
+        settings.endpoints_file().unlink(missing_ok=True)
+        broker.stop()
+        await asyncio.to_thread(pg.stop)
+        print("newsflow: stopped broker and PostgreSQL", file=sys.stderr)
+
+
+async def _run_with_publish(settings: Settings, services: Any, paths: list[Path], stop: asyncio.Event, runner: Any) -> None:
+    daemon = asyncio.create_task(runner(settings, services, stop))
+    if paths:
+        from newsflow.adapters import kafka
+        from newsflow.publisher import publish
+
+        await kafka.ensure_topics(settings.kafka_bootstrap, [(settings.raw_topic, settings.raw_partitions)])
+        n = await publish(settings.kafka_bootstrap, settings.raw_topic, paths)
+        log.info("published", messages=n, paths=[str(p) for p in paths])
+    await daemon
+
+
+async def _cmd_publish(settings: Settings, args: argparse.Namespace) -> None:
+    from newsflow.adapters import kafka
+    from newsflow.publisher import publish
+
+    topic = args.topic or settings.raw_topic
+    await kafka.ensure_topics(settings.kafka_bootstrap, [(topic, settings.raw_partitions)])
+    n = await publish(settings.kafka_bootstrap, topic, args.paths, source=args.source, progress=sys.stderr.isatty())
+    print(f"published {n} messages to {topic}", file=sys.stderr)
+
+
+async def _cmd_stories(settings: Settings, args: argparse.Namespace) -> None:
+    from newsflow.adapters import postgres
+
+    conn = await postgres.connect(settings.database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT id, headline, first_seen, last_seen, article_count, source_count, sources, languages"
+            " FROM dashboard.stories ORDER BY last_seen DESC, id LIMIT $1",
+            args.limit,
+        )
+    finally:
+        await conn.close()
+    stories = [
+        {**dict(r), "id": str(r["id"]), "first_seen": r["first_seen"].isoformat(), "last_seen": r["last_seen"].isoformat()}
+        for r in rows
+    ]
+    if args.json:
+        print(json.dumps(stories, ensure_ascii=False, indent=2))
+        return
+    for s in stories:
+        print(f"{s['id']}  {s['article_count']:>3} articles  {s['source_count']:>2} sources  "
+              f"{s['last_seen'][:16]}  {s['headline']}")
+    if not stories:
+        print("no stories yet")
+
+
+async def _cmd_status(settings: Settings, args: argparse.Namespace) -> None:
+    from newsflow import status
+    from newsflow.adapters import postgres
+
+    conn = await postgres.connect(settings.database_url)
+    try:
+        data = await status.collect(settings, conn)
+    finally:
+        await conn.close()
+    print(json.dumps(data, indent=2) if args.json else status.render(data))
+
+
+async def _cmd_migrate(settings: Settings, args: argparse.Namespace) -> None:
+    from newsflow.adapters import postgres
+
+    conn = await postgres.connect(settings.database_url)
+    try:
+        applied = await postgres.migrate(conn, settings.dashboard_password)
+    finally:
+        await conn.close()
+    print(f"applied {len(applied)} migrations: {', '.join(applied) or 'none (up to date)'}", file=sys.stderr)
+
+
+COMMANDS = {
+    "run": _cmd_run,
+    "publish": _cmd_publish,
+    "stories": _cmd_stories,
+    "status": _cmd_status,
+    "migrate": _cmd_migrate,
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    settings = load_settings()
+    configure_logging(settings.log_format, settings.log_level)
+    try:
+        asyncio.run(COMMANDS[args.command](settings, args))
+    except KeyboardInterrupt:
+        pass
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(
+            f"newsflow {args.command}: {type(exc).__name__}: {exc}\n"
+            f"  database {settings.database_url}, broker {settings.kafka_bootstrap}\n"
+            "  (set NEWSFLOW_DATABASE_URL / NEWSFLOW_KAFKA_BOOTSTRAP, or start `newsflow run --embedded`)",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

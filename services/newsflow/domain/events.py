@@ -1,0 +1,182 @@
+"""Event types, the envelope they travel in, and the registry that upcasts old versions.
+
+An event's payload is validated by its pydantic model when it is created. Stored
+events keep the schema version they were written with forever; readers get the
+payload upcast to the current version through the registered upcasters, one
+version step at a time.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+Payload = dict[str, Any]
+Upcaster = Callable[[Payload], Payload]
+
+
+class EventPayload(BaseModel):
+    """Base of every event payload model."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    event_type: ClassVar[str]
+    schema_version: ClassVar[int] = 1
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event about to be appended. ``expected_version`` None means "append at the end"."""
+
+    stream_id: str
+    type: str
+    schema_version: int
+    payload: Payload
+    metadata: Payload
+    event_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    expected_version: int | None = None
+
+    @classmethod
+    def of(
+        cls, stream_id: str, payload: EventPayload, metadata: Payload, *, event_id: uuid.UUID | None = None
+    ) -> "NewEvent":
+        return cls(
+            stream_id=stream_id,
+            type=payload.event_type,
+            schema_version=payload.schema_version,
+            payload=payload.model_dump(mode="json"),
+            metadata=metadata,
+            event_id=event_id or uuid.uuid4(),
+        )
+
+
+@dataclass(frozen=True)
+class RecordedEvent:
+    position: int
+    event_id: uuid.UUID
+    stream_id: str
+    stream_version: int
+    type: str
+    schema_version: int
+    payload: Payload
+    metadata: Payload
+    recorded_at: datetime
+
+
+class UnknownEventType(LookupError):
+    pass
+
+
+class EventRegistry:
+    """Maps event type names to their current payload model and upcasters for older versions."""
+
+    def __init__(self) -> None:
+        self._models: dict[str, type[EventPayload]] = {}
+        self._upcasters: dict[tuple[str, int], Upcaster] = {}
+
+    def register(self, model: type[EventPayload]) -> type[EventPayload]:
+        self._models[model.event_type] = model
+        return model
+
+    def register_upcaster(self, event_type: str, from_version: int, fn: Upcaster) -> None:
+        """``fn`` turns a payload of ``from_version`` into one of ``from_version + 1``."""
+        self._upcasters[(event_type, from_version)] = fn
+
+    def current_version(self, event_type: str) -> int:
+        try:
+            return self._models[event_type].schema_version
+        except KeyError:
+            raise UnknownEventType(event_type) from None
+
+    def upcast(self, event: RecordedEvent) -> RecordedEvent:
+        target = self.current_version(event.type)
+        payload, version = event.payload, event.schema_version
+        while version < target:
+            step = self._upcasters.get((event.type, version))
+            if step is None:
+                raise LookupError(f"no upcaster for {event.type} v{version} -> v{version + 1}")
+            payload, version = step(payload), version + 1
+        if version == event.schema_version:
+            return event
+        return RecordedEvent(
+            event.position, event.event_id, event.stream_id, event.stream_version, event.type,
+            version, payload, event.metadata, event.recorded_at,
+        )
+
+    def parse(self, event: RecordedEvent) -> EventPayload:
+        """The event's payload as its current model (upcast first)."""
+        upcast = self.upcast(event)
+        return self._models[upcast.type].model_validate(upcast.payload)
+
+
+registry = EventRegistry()
+
+
+@registry.register
+class ArticleReceived(EventPayload):
+    """A valid raw message arrived; it carries the message as received (raw HTML included)."""
+
+    event_type: ClassVar[str] = "ArticleReceived"
+    article_id: uuid.UUID
+    contract_version: int
+    content_sha256: str
+    message: Payload
+
+
+@registry.register
+class ArticleNormalized(EventPayload):
+    """Output of the normalization stage: the text every later stage works on."""
+
+    event_type: ClassVar[str] = "ArticleNormalized"
+    article_id: uuid.UUID
+    stage_version: str
+    url: str
+    source: str
+    title: str | None
+    text: str
+    word_count: int
+    published_at: AwareDatetime | None
+    fetched_at: AwareDatetime
+    language_hint: str | None
+    removed_lines: int
+
+
+@registry.register
+class ArticleRejected(EventPayload):
+    """A message failed the contract. The original bytes went to the dead-letter topic."""
+
+    event_type: ClassVar[str] = "ArticleRejected"
+    reason: str
+    detail: str
+    errors: list[dict[str, str]]
+    raw_sha256: str
+    raw_size: int
+    raw_preview: str
+    key: str | None
+    dead_letter_topic: str
+
+
+@registry.register
+class ConsumerOffsetsReset(EventPayload):
+    """Stored Kafka offsets no longer matched the broker's log; the consumer restarted elsewhere.
+
+    Happens when a memory broker restarts empty (new cluster id), a topic is
+    recreated (stored offset beyond the log end) or retention removed records
+    (stored offset before the log start).
+    """
+
+    event_type: ClassVar[str] = "ConsumerOffsetsReset"
+    group_id: str
+    topic: str
+    partition: int
+    reason: str
+    stored_offset: int
+    stored_cluster_id: str | None
+    cluster_id: str | None
+    log_start: int
+    log_end: int
+    new_offset: int

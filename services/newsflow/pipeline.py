@@ -1,0 +1,230 @@
+"""The pipeline worker: Kafka batch in, events and offsets out in one PostgreSQL transaction.
+
+Exactly-once effect: the offsets a batch consumed are written in the same
+transaction as the events it produced, and on every assignment the consumer
+seeks to the offsets stored in PostgreSQL (Kafka-side commits are never used).
+Inside the transaction the stored offsets are re-read under a row lock and
+records below them are skipped, which fences off a worker that lost its
+partitions in a rebalance but still finishes a batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Iterable, Sequence
+
+import asyncpg
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+
+from newsflow.adapters import kafka, postgres
+from newsflow.domain.events import ConsumerOffsetsReset, NewEvent
+from newsflow.domain.offsets import decide_resume
+from newsflow.domain.processing import Accepted, Outcome, Rejected, SourceRecord, process_record
+from newsflow.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+def _process_batch(records: Sequence[SourceRecord], dlq_topic: str) -> list[Outcome]:
+    return [process_record(r, dlq_topic) for r in records]
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, worker: "PipelineWorker") -> None:
+        self.worker = worker
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        for tp in revoked:
+            self.worker.expected.pop(tp.partition, None)
+        log.info("partitions.revoked", partitions=sorted(tp.partition for tp in revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self.worker.position_partitions(assigned)
+
+
+class PipelineWorker:
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, worker_id: str | None = None) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.cluster_id: str | None = None
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer = kafka.make_producer(settings.kafka_bootstrap, linger_ms=5)
+        # Next offset this worker expects per partition; a record below it means the log was replaced.
+        self.expected: dict[int, int] = {}
+        # Assignment callbacks run in aiokafka's coordinator task, concurrently with getmany():
+        # positioning and batch handling never interleave.
+        self._positioning = asyncio.Lock()
+        self.batches = 0
+
+    async def position_partitions(self, partitions: Iterable[TopicPartition]) -> None:
+        """Seek each partition to the offset stored in PostgreSQL, or reset it safely (and record why)."""
+        assigned = sorted(partitions, key=lambda t: t.partition)
+        if not assigned:
+            return
+        async with self._positioning:
+            await self._position(assigned)
+
+    async def _position(self, assigned: list[TopicPartition]) -> None:
+        assert self.consumer is not None
+        s = self.settings
+        self.cluster_id = await kafka.broker_cluster_id(s.kafka_bootstrap)
+        starts = await self.consumer.beginning_offsets(assigned)
+        ends = await self.consumer.end_offsets(assigned)
+        async with self.pool.acquire() as conn, conn.transaction():
+            stored = await postgres.load_offsets(conn, s.consumer_group, s.raw_topic, lock=True)
+            resets: list[NewEvent] = []
+            rewrite: dict[int, int] = {}
+            for tp in assigned:
+                row = stored.get(tp.partition)
+                stored_offset = row["next_offset"] if row else None
+                stored_cluster = row["cluster_id"] if row else None
+                decision = decide_resume(
+                    stored_offset, stored_cluster, self.cluster_id, starts[tp], ends[tp], s.start_from
+                )
+                self.consumer.seek(tp, decision.offset)
+                self.expected[tp.partition] = decision.offset
+                if row is None or decision.reset_reason or stored_cluster != self.cluster_id:
+                    rewrite[tp.partition] = decision.offset
+                if decision.reset_reason and row is not None:
+                    reset = ConsumerOffsetsReset(
+                        group_id=s.consumer_group,
+                        topic=s.raw_topic,
+                        partition=tp.partition,
+                        reason=decision.reset_reason,
+                        stored_offset=row["next_offset"],
+                        stored_cluster_id=stored_cluster,
+                        cluster_id=self.cluster_id,
+                        log_start=starts[tp],
+                        log_end=ends[tp],
+                        new_offset=decision.offset,
+                    )
+                    log.warning("offsets.reset", **reset.model_dump())
+                    resets.append(
+                        NewEvent.of(
+                            f"consumer-{s.consumer_group}",
+                            reset,
+                            {"causation": {"kind": "rebalance", "worker": self.worker_id}},
+                        )
+                    )
+            await postgres.append(conn, resets)
+            await postgres.save_offsets(conn, s.consumer_group, s.raw_topic, rewrite, self.cluster_id)
+        log.info("partitions.assigned", positions=dict(sorted(self.expected.items())), cluster_id=self.cluster_id)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        s = self.settings
+        await kafka.ensure_topics(s.kafka_bootstrap, [(s.raw_topic, s.raw_partitions), (s.dlq_topic, 1)])
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=s.kafka_bootstrap,
+            group_id=s.consumer_group,
+            client_id=self.worker_id,
+            enable_auto_commit=False,
+            auto_offset_reset=s.start_from,
+            max_partition_fetch_bytes=16 * 1024 * 1024,
+            fetch_max_bytes=64 * 1024 * 1024,
+        )
+        await self.producer.start()
+        await self.consumer.start()
+        self.consumer.subscribe([s.raw_topic], listener=_Rebalance(self))
+        log.info("pipeline.started", worker=self.worker_id, topic=s.raw_topic, group=s.consumer_group)
+        try:
+            while not stop.is_set():
+                batch = await self.consumer.getmany(timeout_ms=s.batch_timeout_ms, max_records=s.batch_max_records)
+                records = [
+                    SourceRecord(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp, self.cluster_id)
+                    for tp in sorted(batch, key=lambda t: t.partition)
+                    for m in batch[tp]
+                ]
+                if not records:
+                    continue
+                async with self._positioning:
+                    # Records fetched before this worker positioned a partition are refetched after the seek.
+                    records = [r for r in records if r.partition in self.expected]
+                    if records and not await self._log_replaced(records):
+                        await self.handle_batch(records)
+        finally:
+            await self.consumer.stop()
+            await self.producer.stop()
+            log.info("pipeline.stopped", worker=self.worker_id, batches=self.batches)
+
+    async def _log_replaced(self, records: Sequence[SourceRecord]) -> bool:
+        """Offsets going backwards mean the broker's log was replaced under us (e.g. restarted empty).
+
+        The consumer's own reset would silently re-read from 0 while PostgreSQL
+        still holds higher offsets; instead re-position those partitions through
+        the same checks as an assignment, and drop this batch (it is refetched).
+        """
+        regressed = {
+            r.partition for r in records if r.partition in self.expected and r.offset < self.expected[r.partition]
+        }
+        if not regressed:
+            return False
+        log.warning("offsets.regressed", partitions=sorted(regressed))
+        await self._position([TopicPartition(self.settings.raw_topic, p) for p in sorted(regressed)])
+        return True
+
+    async def handle_batch(self, records: Sequence[SourceRecord]) -> None:
+        s = self.settings
+        # CPU work off the event loop so heartbeats keep flowing; no transaction is open yet.
+        outcomes = await asyncio.to_thread(_process_batch, records, s.dlq_topic)
+        for rec in records:
+            self.expected[rec.partition] = max(self.expected.get(rec.partition, 0), rec.offset + 1)
+        async with self.pool.acquire() as conn:
+            done = await postgres.load_offsets(conn, s.consumer_group, s.raw_topic)
+        rejected = [
+            o for o in outcomes
+            if isinstance(o, Rejected) and not _already_applied(o.record, done.get(o.record.partition))
+        ]
+        if rejected:
+            # Before the commit: a crash in between re-sends (at-least-once on the DLQ) but never loses one.
+            await kafka.send_dead_letters(self.producer, s.dlq_topic, rejected)
+        async with self.pool.acquire() as conn, conn.transaction():
+            await postgres.lock_appends(conn)
+            stored = await postgres.load_offsets(conn, s.consumer_group, s.raw_topic, lock=True)
+            to_apply = [o for o in outcomes if not _already_applied(o.record, stored.get(o.record.partition))]
+            events = await self._events_for(conn, to_apply)
+            await postgres.append(conn, events)
+            next_offsets: dict[int, int] = {}
+            for o in to_apply:
+                next_offsets[o.record.partition] = max(next_offsets.get(o.record.partition, 0), o.record.offset + 1)
+            await postgres.save_offsets(conn, s.consumer_group, s.raw_topic, next_offsets, self.cluster_id)
+        self.batches += 1
+        skipped = len(outcomes) - len(to_apply)
+        log.info(
+            "batch.committed",
+            records=len(records),
+            skipped_already_applied=skipped,
+            rejected=sum(isinstance(o, Rejected) for o in to_apply),
+            events=len(events),
+            offsets=next_offsets,
+        )
+
+    async def _events_for(self, conn: asyncpg.Connection, outcomes: Sequence[Outcome]) -> list[NewEvent]:
+        """Events to append; a message whose content equals the article's latest version adds nothing."""
+        accepted = [o for o in outcomes if isinstance(o, Accepted)]
+        latest = await postgres.latest_content_hashes(conn, [a.stream_id for a in accepted])
+        events: list[NewEvent] = []
+        for o in outcomes:
+            where = {"topic": o.record.topic, "partition": o.record.partition, "offset": o.record.offset}
+            if isinstance(o, Rejected):
+                log.warning("record.rejected", **where, reason=o.rejection.reason, detail=o.rejection.detail[:300])
+                events.append(o.event)
+            elif latest.get(o.stream_id) == o.content_sha256:
+                log.info("record.duplicate_delivery", **where, article_id=str(o.article_id))
+            else:
+                latest[o.stream_id] = o.content_sha256
+                log.debug("record.accepted", **where, article_id=str(o.article_id))
+                events.extend(o.events)
+        return events
+
+
+def _already_applied(record: SourceRecord, stored: asyncpg.Record | None) -> bool:
+    """True when PostgreSQL already holds this record's effect (stored offset past it, same broker)."""
+    if stored is None:
+        return False
+    if stored["cluster_id"] is not None and record.cluster_id is not None and stored["cluster_id"] != record.cluster_id:
+        return False
+    return record.offset < stored["next_offset"]

@@ -1,0 +1,67 @@
+"""Runtime settings, read from ``NEWSFLOW_*`` environment variables.
+
+Every field here is documented in the README's settings table; keep the two in
+step. When the daemon runs with ``--embedded`` the embedded broker and database
+override ``kafka_bootstrap`` and ``database_url`` and write them to
+``state_dir/endpoints.json`` so that other CLI commands find them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NEWSFLOW_", extra="ignore")
+
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma separated.")
+    database_url: str = Field(
+        "postgresql://postgres@127.0.0.1:5432/newsflow", description="PostgreSQL URL (asyncpg/libpq form)."
+    )
+    raw_topic: str = Field("newsflow.raw-articles", description="Topic the scrapers publish raw articles to.")
+    dlq_topic: str = Field("newsflow.raw-articles.dlq", description="Dead-letter topic for rejected messages.")
+    raw_partitions: int = Field(4, description="Partitions created for the raw topic when newsflow creates it.")
+    consumer_group: str = Field("newsflow-pipeline", description="Kafka consumer group of the pipeline workers.")
+    batch_max_records: int = Field(500, description="Most messages one pipeline batch (one transaction) holds.")
+    batch_timeout_ms: int = Field(200, description="How long a worker waits to fill a batch.")
+    start_from: str = Field(
+        "earliest", pattern="^(earliest|latest)$", description="Where a partition with no stored offset starts."
+    )
+    projection_batch: int = Field(500, description="Events a projection applies per transaction.")
+    poll_interval_s: float = Field(0.5, description="Log readers' poll interval when no notification arrives.")
+    db_pool_size: int = Field(4, description="asyncpg pool size per process.")
+    dashboard_password: str = Field(
+        "dashboard", description="Password set for the read-only role newsflow_dashboard at migration time."
+    )
+    log_format: str = Field(
+        "auto", pattern="^(auto|json|console)$", description="auto: console on a terminal, JSON otherwise."
+    )
+    log_level: str = Field("info", description="Minimum log level.")
+    state_dir: Path = Field(Path(".newsflow"), description="Where embedded mode keeps its PostgreSQL data.")
+
+    def endpoints_file(self) -> Path:
+        return self.state_dir / "endpoints.json"
+
+
+def load_settings() -> Settings:
+    """Settings from the environment; falls back to a running embedded stack's endpoints.
+
+    An explicitly set ``NEWSFLOW_KAFKA_BOOTSTRAP``/``NEWSFLOW_DATABASE_URL`` always wins.
+    """
+    import os
+
+    settings = Settings()
+    endpoints = settings.endpoints_file()
+    if endpoints.exists():
+        data = json.loads(endpoints.read_text())
+        updates = {}
+        if "NEWSFLOW_KAFKA_BOOTSTRAP" not in os.environ and "kafka_bootstrap" in data:
+            updates["kafka_bootstrap"] = data["kafka_bootstrap"]
+        if "NEWSFLOW_DATABASE_URL" not in os.environ and "database_url" in data:
+            updates["database_url"] = data["database_url"]
+        settings = settings.model_copy(update=updates)
+    return settings

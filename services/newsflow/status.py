@@ -1,0 +1,78 @@
+"""What an operator wants to see: consumer lag, reader positions, event counts, rejections."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from newsflow.adapters import postgres
+from newsflow.settings import Settings
+
+
+async def kafka_log_ends(settings: Settings) -> dict[int, int] | None:
+    """End offset per partition of the raw topic, or None when the broker is unreachable."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=5000)
+    try:
+        await consumer.start()
+    except Exception:
+        return None
+    try:
+        partitions = consumer.partitions_for_topic(settings.raw_topic) or set()
+        if not partitions:
+            await consumer.topics()
+            partitions = consumer.partitions_for_topic(settings.raw_topic) or set()
+        tps = [TopicPartition(settings.raw_topic, p) for p in sorted(partitions)]
+        ends = await consumer.end_offsets(tps) if tps else {}
+        return {tp.partition: off for tp, off in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+async def collect(settings: Settings, conn: asyncpg.Connection) -> dict[str, Any]:
+    head = await postgres.head_position(conn)
+    counts = {r["type"]: r["n"] for r in await conn.fetch(
+        "SELECT type, count(*) AS n FROM newsflow.events GROUP BY type ORDER BY type"
+    )}
+    readers = {
+        r["name"]: {"position": r["position"], "behind": head - r["position"], "updated_at": r["updated_at"].isoformat()}
+        for r in await conn.fetch("SELECT name, position, updated_at FROM newsflow.checkpoints ORDER BY name")
+    }
+    stored = await postgres.load_offsets(conn, settings.consumer_group, settings.raw_topic)
+    ends = await kafka_log_ends(settings)
+    partitions = sorted(set(stored) | set(ends or {}))
+    lag = {
+        str(p): {
+            "stored_offset": stored[p]["next_offset"] if p in stored else None,
+            "log_end": (ends or {}).get(p),
+            "lag": ((ends or {}).get(p, 0) - (stored[p]["next_offset"] if p in stored else 0)) if ends is not None else None,
+        }
+        for p in partitions
+    }
+    return {
+        "topic": settings.raw_topic,
+        "consumer_group": settings.consumer_group,
+        "broker_reachable": ends is not None,
+        "consumer_lag": lag,
+        "total_lag": sum(v["lag"] or 0 for v in lag.values()) if ends is not None else None,
+        "log_head_position": head,
+        "readers": readers,
+        "events_by_type": counts,
+        "rejected": counts.get("ArticleRejected", 0),
+    }
+
+
+def render(status: dict[str, Any]) -> str:
+    lines = [f"topic {status['topic']}  group {status['consumer_group']}"
+             + ("" if status["broker_reachable"] else "  (broker unreachable: lag unknown)")]
+    lines.append("partition  stored_offset  log_end  lag")
+    for p, v in status["consumer_lag"].items():
+        lines.append(f"{p:>9}  {str(v['stored_offset']):>13}  {str(v['log_end']):>7}  {str(v['lag']):>3}")
+    lines.append(f"event log head: {status['log_head_position']}")
+    for name, r in status["readers"].items():
+        lines.append(f"reader {name}: position {r['position']} ({r['behind']} behind)")
+    for t, n in status["events_by_type"].items():
+        lines.append(f"{t:<22} {n}")
+    lines.append(f"rejected: {status['rejected']}")
+    return "\n".join(lines)
