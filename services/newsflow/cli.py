@@ -42,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true")
 
     sub.add_parser("migrate", help="apply database migrations and exit")
+    sub.add_parser("schema", help="print the raw-message contract as JSON Schema (schemas/raw_article.v1.json)")
     return p
 
 
@@ -155,7 +156,14 @@ async def _cmd_migrate(settings: Settings, args: argparse.Namespace) -> None:
     print(f"applied {len(applied)} migrations: {', '.join(applied) or 'none (up to date)'}", file=sys.stderr)
 
 
+async def _cmd_schema(settings: Settings, args: argparse.Namespace) -> None:
+    from newsflow.domain.contract import raw_article_json_schema
+
+    print(json.dumps(raw_article_json_schema(), indent=2, ensure_ascii=False))
+
+
 COMMANDS = {
+    "schema": _cmd_schema,
     "run": _cmd_run,
     "publish": _cmd_publish,
     "stories": _cmd_stories,

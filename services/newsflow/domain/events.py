@@ -93,6 +93,9 @@ class EventRegistry:
             raise UnknownEventType(event_type) from None
 
     def upcast(self, event: RecordedEvent) -> RecordedEvent:
+        """The event with its payload at the current schema version; unknown types pass through as stored."""
+        if event.type not in self._models:
+            return event
         target = self.current_version(event.type)
         payload, version = event.payload, event.schema_version
         while version < target:

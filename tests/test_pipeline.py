@@ -1,0 +1,173 @@
+"""The pipeline end to end on a real broker and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer
+
+from conftest import SEEDS, role_url, wait_until
+from newsflow import status
+from newsflow.adapters import kafka
+from newsflow.daemon import SERVICES, run_services
+from newsflow.domain.processing import SourceRecord
+from newsflow.pipeline import PipelineWorker
+from newsflow.publisher import publish
+from newsflow.settings import Settings
+
+
+@asynccontextmanager
+async def running_daemon(settings: Settings) -> AsyncIterator[None]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_services(settings, SERVICES, stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+async def count(pool: asyncpg.Pool, sql: str, *args: object) -> int:
+    async with pool.acquire() as conn:
+        return int(await conn.fetchval(sql, *args))
+
+
+def message(url: str, text: str, **extra: object) -> dict[str, object]:
+    return {"url": url, "source": "Test Wire", "fetched_at": "2022-09-15T10:00:00+00:00", "text": text, **extra}
+
+
+async def test_seed_articles_flow_into_events_and_dashboard_views(settings: Settings, pool: asyncpg.Pool) -> None:
+    async with running_daemon(settings):
+        assert await publish(settings.kafka_bootstrap, settings.raw_topic, [SEEDS], progress=False) == 5
+        await wait_until(lambda: _articles_in_view(pool, 5), what="5 articles in dashboard.articles")
+    assert await count(pool, "SELECT count(*) FROM newsflow.events WHERE type = 'ArticleReceived'") == 5
+    assert await count(pool, "SELECT count(*) FROM newsflow.events WHERE type = 'ArticleNormalized'") == 5
+    async with pool.acquire() as conn:
+        causes = await conn.fetch(
+            "SELECT metadata->'causation' AS c FROM newsflow.events WHERE type = 'ArticleReceived'"
+        )
+        assert {c["c"]["topic"] for c in causes} == {settings.raw_topic}
+        assert len({(c["c"]["partition"], c["c"]["offset"]) for c in causes}) == 5
+        normalized = await conn.fetch("SELECT payload FROM newsflow.events WHERE type = 'ArticleNormalized'")
+        titles = {r["payload"]["title"] for r in normalized}
+        assert "Moscow: Putin-Xi meeting next week" in titles
+        for r in normalized:  # the title is metadata, not repeated at the top of the body
+            assert not r["payload"]["text"].startswith(r["payload"]["title"])
+        st = await status.collect(settings, conn)
+    assert st["total_lag"] == 0 and st["rejected"] == 0
+    assert st["readers"]["projection.stories"]["behind"] == 0
+
+    dash = await asyncpg.connect(role_url(settings.database_url, "newsflow_dashboard"))
+    try:
+        stories = await dash.fetch("SELECT * FROM dashboard.stories")
+        articles = await dash.fetch("SELECT * FROM dashboard.articles")
+    finally:
+        await dash.close()
+    assert len(articles) == 5 and all(a["story_id"] for a in articles)
+    assert sum(s["article_count"] for s in stories) == 5
+    assert {a["source"] for a in articles} == {"Ns News Online", "DV", "Balkan Travellers", "La Verdad", "RES-EAP"}
+
+
+async def _articles_in_view(pool: asyncpg.Pool, n: int) -> bool:
+    return await count(pool, "SELECT count(*) FROM dashboard.articles") >= n
+
+
+async def test_same_message_twice_yields_one_set_of_events(
+    settings: Settings, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    line = json.dumps(message("https://wire.example/story-1", "Leaders met in Samarkand on Thursday."))
+    feed = tmp_path / "twice.jsonl"
+    feed.write_text(f"{line}\n{line}\n")
+    async with running_daemon(settings):
+        await publish(settings.kafka_bootstrap, settings.raw_topic, [feed], progress=False)
+        await wait_until(lambda: _offsets_cover(pool, settings, 2), what="both deliveries consumed")
+    assert await count(pool, "SELECT count(*) FROM newsflow.events WHERE type = 'ArticleReceived'") == 1
+    assert await count(pool, "SELECT count(*) FROM newsflow.events") == 2
+
+
+async def _offsets_cover(pool: asyncpg.Pool, settings: Settings, n: int) -> bool:
+    return await count(
+        pool,
+        "SELECT coalesce(sum(next_offset), 0) FROM newsflow.consumer_offsets WHERE group_id = $1",
+        settings.consumer_group,
+    ) >= n
+
+
+async def test_redelivered_batch_is_applied_once(settings: Settings, pool: asyncpg.Pool) -> None:
+    """A batch handed over again (as after a crash before Kafka learned of progress) adds nothing."""
+    await kafka.ensure_topics(settings.kafka_bootstrap, [(settings.raw_topic, 1), (settings.dlq_topic, 1)])
+    worker = PipelineWorker(settings, pool)
+    await worker.producer.start()
+    try:
+        records = [
+            SourceRecord(settings.raw_topic, 0, i, None, json.dumps(message(f"https://x.example/{i}", f"text {i}")).encode())
+            for i in range(3)
+        ] + [SourceRecord(settings.raw_topic, 0, 3, None, b"{broken")]
+        await worker.handle_batch(records)
+        await worker.handle_batch(records)
+        await worker.handle_batch(records[1:])
+    finally:
+        await worker.producer.stop()
+    assert await count(pool, "SELECT count(*) FROM newsflow.events WHERE type = 'ArticleReceived'") == 3
+    assert await count(pool, "SELECT count(*) FROM newsflow.events WHERE type = 'ArticleRejected'") == 1
+    assert await count(pool, "SELECT next_offset FROM newsflow.consumer_offsets") == 4
+
+
+BAD_LINES = {
+    "invalid_json": b'{"url": "https://bad.example/1", "source": ',
+    "invalid_utf8": b'{"url": "https://bad.example/2", "text": "caf\xe9"}',
+    "missing_field": json.dumps({"url": "https://bad.example/3", "text": "no source"}).encode(),
+    "invalid_field": json.dumps(message("https://bad.example/4", "x", published_at="last week")).encode(),
+    "empty_body": json.dumps(message("https://bad.example/5", "  \n\t ")).encode(),
+    "not_an_object": b'"just a string"',
+}
+
+
+async def test_bad_input_is_rejected_with_reason_and_kept_on_the_dead_letter_topic(
+    settings: Settings, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    good = json.dumps(message("https://good.example/after-the-bad-ones", "A valid article after the bad ones."))
+    feed = tmp_path / "bad.jsonl"
+    feed.write_bytes(b"\n".join([*BAD_LINES.values(), good.encode()]) + b"\n")
+    async with running_daemon(settings):
+        await publish(settings.kafka_bootstrap, settings.raw_topic, [feed], progress=False)
+        await wait_until(lambda: _articles_in_view(pool, 1), what="the valid article behind the bad ones")
+        await wait_until(
+            lambda: _rows(pool, "SELECT count(*) FROM dashboard.rejections", len(BAD_LINES)), what="rejections"
+        )
+    async with pool.acquire() as conn:
+        rows = await conn.fetch("SELECT payload, metadata FROM newsflow.events WHERE type = 'ArticleRejected'")
+    reasons = {r["payload"]["reason"] for r in rows}
+    assert reasons == set(BAD_LINES)
+    for r in rows:
+        assert r["payload"]["detail"] and r["payload"]["dead_letter_topic"] == settings.dlq_topic
+        assert r["metadata"]["causation"]["topic"] == settings.raw_topic
+
+    consumer = AIOKafkaConsumer(
+        settings.dlq_topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        dead: list = []
+        async with asyncio.timeout(30):
+            while len(dead) < len(BAD_LINES):
+                batch = await consumer.getmany(timeout_ms=500)
+                dead += [m for msgs in batch.values() for m in msgs]
+    finally:
+        await consumer.stop()
+    by_reason = {dict(m.headers)["newsflow.error.reason"].decode(): m for m in dead}
+    assert set(by_reason) == set(BAD_LINES)
+    for reason, m in by_reason.items():
+        assert m.value == BAD_LINES[reason], "the original bytes are kept unchanged"
+        headers = dict(m.headers)
+        assert headers["newsflow.original.topic"].decode() == settings.raw_topic
+        assert headers["newsflow.error.detail"]
+
+
+async def _rows(pool: asyncpg.Pool, sql: str, n: int) -> bool:
+    return await count(pool, sql) >= n
