@@ -67,3 +67,11 @@ def test_unstorable_characters_are_neutralised() -> None:
     msg = decode_raw_message(json.dumps({**VALID, "text": "a\u0000b \ud800c"}).encode())
     assert isinstance(msg, RawArticleV1)
     assert msg.text == "ab \ufffdc"
+
+
+def test_readme_documents_every_setting() -> None:
+    from newsflow.settings import Settings
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    missing = [name for name in Settings.model_fields if f"`NEWSFLOW_{name.upper()}`" not in readme]
+    assert not missing, f"settings not documented in README: {missing}"
