@@ -9,6 +9,7 @@ override ``kafka_bootstrap`` and ``database_url`` and write them to
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from pydantic import Field
@@ -52,8 +53,6 @@ def load_settings() -> Settings:
 
     An explicitly set ``NEWSFLOW_KAFKA_BOOTSTRAP``/``NEWSFLOW_DATABASE_URL`` always wins.
     """
-    import os
-
     settings = Settings()
     endpoints = settings.endpoints_file()
     if endpoints.exists():
