@@ -171,3 +171,15 @@ async def test_bad_input_is_rejected_with_reason_and_kept_on_the_dead_letter_top
 
 async def _rows(pool: asyncpg.Pool, sql: str, n: int) -> bool:
     return await count(pool, sql) >= n
+
+
+async def test_a_regressed_partition_does_not_drop_other_partitions_records(settings: Settings, pool: asyncpg.Pool) -> None:
+    """Found by the SIGKILL test: dropping the whole batch lost records the consumer had moved past."""
+    worker = PipelineWorker(settings, pool)
+    worker.expected = {0: 10, 1: 0}
+    records = [SourceRecord(settings.raw_topic, 0, 3, None, b"{}")] + [
+        SourceRecord(settings.raw_topic, 1, i, None, b"{}") for i in range(3)
+    ]
+    regressed, keep = worker.split_regressed(records)
+    assert regressed == {0}
+    assert [(r.partition, r.offset) for r in keep] == [(1, 0), (1, 1), (1, 2)]

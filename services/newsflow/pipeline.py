@@ -143,28 +143,34 @@ class PipelineWorker:
                 async with self._positioning:
                     # Records fetched before this worker positioned a partition are refetched after the seek.
                     records = [r for r in records if r.partition in self.expected]
-                    if records and not await self._log_replaced(records):
-                        await self.handle_batch(records)
+                    if records:
+                        await self._apply(records)
         finally:
             await self.consumer.stop()
             await self.producer.stop()
             log.info("pipeline.stopped", worker=self.worker_id, batches=self.batches)
 
-    async def _log_replaced(self, records: Sequence[SourceRecord]) -> bool:
-        """Offsets going backwards mean the broker's log was replaced under us (e.g. restarted empty).
+    def split_regressed(self, records: Sequence[SourceRecord]) -> tuple[set[int], list[SourceRecord]]:
+        """Partitions whose offsets went backwards, and the records of all other partitions.
 
-        The consumer's own reset would silently re-read from 0 while PostgreSQL
-        still holds higher offsets; instead re-position those partitions through
-        the same checks as an assignment, and drop this batch (it is refetched).
+        Offsets going backwards mean the broker's log was replaced under us (e.g.
+        restarted empty): the consumer's own reset would silently re-read from 0
+        while PostgreSQL still holds higher offsets. Only those partitions are
+        re-positioned and refetched; the other partitions' records must still be
+        applied, because the consumer has already moved past them.
         """
         regressed = {
             r.partition for r in records if r.partition in self.expected and r.offset < self.expected[r.partition]
         }
-        if not regressed:
-            return False
-        log.warning("offsets.regressed", partitions=sorted(regressed))
-        await self._position([TopicPartition(self.settings.raw_topic, p) for p in sorted(regressed)])
-        return True
+        return regressed, [r for r in records if r.partition not in regressed]
+
+    async def _apply(self, records: Sequence[SourceRecord]) -> None:
+        regressed, keep = self.split_regressed(records)
+        if regressed:
+            log.warning("offsets.regressed", partitions=sorted(regressed))
+            await self._position([TopicPartition(self.settings.raw_topic, p) for p in sorted(regressed)])
+        if keep:
+            await self.handle_batch(keep)
 
     async def handle_batch(self, records: Sequence[SourceRecord]) -> None:
         s = self.settings
