@@ -88,3 +88,17 @@ async def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
         await asyncio.sleep(interval_s)
+
+
+async def scalar(pool: asyncpg.Pool, sql: str, *args: object) -> int:
+    async with pool.acquire() as conn:
+        return int(await conn.fetchval(sql, *args))
+
+
+async def reaches(pool: asyncpg.Pool, n: int, sql: str, *args: object) -> bool:
+    """For ``wait_until``: has the query's count reached ``n``?"""
+    return await scalar(pool, sql, *args) >= n
+
+
+CONSUMED_SQL = "SELECT coalesce(sum(next_offset), 0) FROM newsflow.consumer_offsets WHERE group_id = $1"
+RECEIVED_SQL = "SELECT count(*) FROM newsflow.events WHERE type = 'ArticleReceived'"

@@ -15,7 +15,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from conftest import wait_until
+from conftest import RECEIVED_SQL, reaches, scalar, wait_until
 from newsflow.adapters import kafka
 from newsflow.adapters.embedded import EmbeddedBroker
 from newsflow.daemon import run_services
@@ -45,11 +45,6 @@ def feed(path: Path, prefix: str, n: int) -> Path:
     return path
 
 
-async def received(pool: asyncpg.Pool) -> int:
-    async with pool.acquire() as conn:
-        return int(await conn.fetchval("SELECT count(*) FROM newsflow.events WHERE type = 'ArticleReceived'"))
-
-
 async def publish_and_process(settings: Settings, pool: asyncpg.Pool, path: Path, expect_total: int) -> None:
     await kafka.ensure_topics(settings.kafka_bootstrap, [(settings.raw_topic, 1)])
     await publish(settings.kafka_bootstrap, settings.raw_topic, [path], progress=False)
@@ -58,7 +53,7 @@ async def publish_and_process(settings: Settings, pool: asyncpg.Pool, path: Path
     try:
         async def done() -> bool:
             assert not task.done(), task
-            return await received(pool) >= expect_total
+            return await reaches(pool, expect_total, RECEIVED_SQL)
 
         await wait_until(done, what=f"{expect_total} received articles")
     finally:
@@ -84,4 +79,4 @@ async def test_restarted_empty_broker_does_not_make_the_pipeline_skip_new_messag
     assert reset["reason"] == ("beyond_log_end" if same_cluster_id else "broker_changed")
     assert reset["stored_offset"] == 6 and reset["new_offset"] == 0 and reset["log_end"] == 3
     assert offsets["next_offset"] == 3 and offsets["cluster_id"] == own_broker.cluster_id
-    assert await received(pool) == 9
+    assert await scalar(pool, RECEIVED_SQL) == 9

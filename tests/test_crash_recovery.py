@@ -12,7 +12,7 @@ from pathlib import Path
 
 import asyncpg
 
-from conftest import wait_until
+from conftest import CONSUMED_SQL, reaches, scalar, wait_until
 from newsflow.adapters import kafka
 from newsflow.publisher import publish
 from newsflow.settings import Settings
@@ -40,16 +40,6 @@ def worker_process(settings: Settings, state_dir: Path) -> subprocess.Popen[byte
     return subprocess.Popen([sys.executable, "-m", "newsflow", "run", "pipeline"], env=env)
 
 
-async def consumed(pool: asyncpg.Pool, settings: Settings) -> int:
-    async with pool.acquire() as conn:
-        return int(
-            await conn.fetchval(
-                "SELECT coalesce(sum(next_offset), 0) FROM newsflow.consumer_offsets WHERE group_id = $1",
-                settings.consumer_group,
-            )
-        )
-
-
 async def test_sigkill_mid_batch_then_restart_accounts_for_every_message_once(
     settings: Settings, pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
@@ -71,18 +61,18 @@ async def test_sigkill_mid_batch_then_restart_accounts_for_every_message_once(
 
     first = worker_process(settings, tmp_path)
     try:
-        await wait_until(lambda: _at_least(pool, settings, 200), timeout_s=90, interval_s=0.01, what="progress")
+        await wait_until(lambda: reaches(pool, 200, CONSUMED_SQL, settings.consumer_group), timeout_s=90, interval_s=0.01, what="progress")
         first.send_signal(signal.SIGKILL)
         first.wait(10)
     finally:
         if first.poll() is None:
             first.kill()
-    at_kill = await consumed(pool, settings)
+    at_kill = await scalar(pool, CONSUMED_SQL, settings.consumer_group)
     assert at_kill < TOTAL, "the worker finished before it was killed; the test proves nothing"
 
     second = worker_process(settings, tmp_path)
     try:
-        await wait_until(lambda: _at_least(pool, settings, TOTAL), timeout_s=120, what="all messages consumed")
+        await wait_until(lambda: reaches(pool, TOTAL, CONSUMED_SQL, settings.consumer_group), timeout_s=120, what="all messages consumed")
         await asyncio.sleep(1.0)  # anything applied twice would show up now
     finally:
         second.send_signal(signal.SIGTERM)
@@ -98,7 +88,3 @@ async def test_sigkill_mid_batch_then_restart_accounts_for_every_message_once(
     assert rejected == TOTAL // INVALID_EVERY
     assert received + rejected == TOTAL, f"received {received} + rejected {rejected} != published {TOTAL}"
     assert distinct_sources == TOTAL, "some Kafka record produced events twice"
-
-
-async def _at_least(pool: asyncpg.Pool, settings: Settings, n: int) -> bool:
-    return await consumed(pool, settings) >= n

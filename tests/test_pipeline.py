@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncpg
 from aiokafka import AIOKafkaConsumer
 
-from conftest import SEEDS, role_url, wait_until
+from conftest import CONSUMED_SQL, RECEIVED_SQL, SEEDS, reaches, role_url, scalar, wait_until
 from newsflow import status
 from newsflow.adapters import kafka
 from newsflow.daemon import SERVICES, run_services
@@ -32,9 +32,7 @@ async def running_daemon(settings: Settings) -> AsyncIterator[None]:
         await asyncio.wait_for(task, 30)
 
 
-async def count(pool: asyncpg.Pool, sql: str, *args: object) -> int:
-    async with pool.acquire() as conn:
-        return int(await conn.fetchval(sql, *args))
+ARTICLES_SQL = "SELECT count(*) FROM dashboard.articles"
 
 
 def message(url: str, text: str, **extra: object) -> dict[str, object]:
@@ -44,9 +42,9 @@ def message(url: str, text: str, **extra: object) -> dict[str, object]:
 async def test_seed_articles_flow_into_events_and_dashboard_views(settings: Settings, pool: asyncpg.Pool) -> None:
     async with running_daemon(settings):
         assert await publish(settings.kafka_bootstrap, settings.raw_topic, [SEEDS], progress=False) == 5
-        await wait_until(lambda: _articles_in_view(pool, 5), what="5 articles in dashboard.articles")
-    assert await count(pool, "SELECT count(*) FROM newsflow.events WHERE type = 'ArticleReceived'") == 5
-    assert await count(pool, "SELECT count(*) FROM newsflow.events WHERE type = 'ArticleNormalized'") == 5
+        await wait_until(lambda: reaches(pool, 5, ARTICLES_SQL), what="5 articles in dashboard.articles")
+    assert await scalar(pool, RECEIVED_SQL) == 5
+    assert await scalar(pool, "SELECT count(*) FROM newsflow.events WHERE type = 'ArticleNormalized'") == 5
     async with pool.acquire() as conn:
         causes = await conn.fetch(
             "SELECT metadata->'causation' AS c FROM newsflow.events WHERE type = 'ArticleReceived'"
@@ -73,10 +71,6 @@ async def test_seed_articles_flow_into_events_and_dashboard_views(settings: Sett
     assert {a["source"] for a in articles} == {"Ns News Online", "DV", "Balkan Travellers", "La Verdad", "RES-EAP"}
 
 
-async def _articles_in_view(pool: asyncpg.Pool, n: int) -> bool:
-    return await count(pool, "SELECT count(*) FROM dashboard.articles") >= n
-
-
 async def test_same_message_twice_yields_one_set_of_events(
     settings: Settings, pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
@@ -85,17 +79,9 @@ async def test_same_message_twice_yields_one_set_of_events(
     feed.write_text(f"{line}\n{line}\n")
     async with running_daemon(settings):
         await publish(settings.kafka_bootstrap, settings.raw_topic, [feed], progress=False)
-        await wait_until(lambda: _offsets_cover(pool, settings, 2), what="both deliveries consumed")
-    assert await count(pool, "SELECT count(*) FROM newsflow.events WHERE type = 'ArticleReceived'") == 1
-    assert await count(pool, "SELECT count(*) FROM newsflow.events") == 2
-
-
-async def _offsets_cover(pool: asyncpg.Pool, settings: Settings, n: int) -> bool:
-    return await count(
-        pool,
-        "SELECT coalesce(sum(next_offset), 0) FROM newsflow.consumer_offsets WHERE group_id = $1",
-        settings.consumer_group,
-    ) >= n
+        await wait_until(lambda: reaches(pool, 2, CONSUMED_SQL, settings.consumer_group), what="both deliveries consumed")
+    assert await scalar(pool, RECEIVED_SQL) == 1
+    assert await scalar(pool, "SELECT count(*) FROM newsflow.events") == 2
 
 
 async def test_redelivered_batch_is_applied_once(settings: Settings, pool: asyncpg.Pool) -> None:
@@ -113,9 +99,9 @@ async def test_redelivered_batch_is_applied_once(settings: Settings, pool: async
         await worker.handle_batch(records[1:])
     finally:
         await worker.producer.stop()
-    assert await count(pool, "SELECT count(*) FROM newsflow.events WHERE type = 'ArticleReceived'") == 3
-    assert await count(pool, "SELECT count(*) FROM newsflow.events WHERE type = 'ArticleRejected'") == 1
-    assert await count(pool, "SELECT next_offset FROM newsflow.consumer_offsets") == 4
+    assert await scalar(pool, RECEIVED_SQL) == 3
+    assert await scalar(pool, "SELECT count(*) FROM newsflow.events WHERE type = 'ArticleRejected'") == 1
+    assert await scalar(pool, "SELECT next_offset FROM newsflow.consumer_offsets") == 4
 
 
 BAD_LINES = {
@@ -136,9 +122,9 @@ async def test_bad_input_is_rejected_with_reason_and_kept_on_the_dead_letter_top
     feed.write_bytes(b"\n".join([*BAD_LINES.values(), good.encode()]) + b"\n")
     async with running_daemon(settings):
         await publish(settings.kafka_bootstrap, settings.raw_topic, [feed], progress=False)
-        await wait_until(lambda: _articles_in_view(pool, 1), what="the valid article behind the bad ones")
+        await wait_until(lambda: reaches(pool, 1, ARTICLES_SQL), what="the valid article behind the bad ones")
         await wait_until(
-            lambda: _rows(pool, "SELECT count(*) FROM dashboard.rejections", len(BAD_LINES)), what="rejections"
+            lambda: reaches(pool, len(BAD_LINES), "SELECT count(*) FROM dashboard.rejections"), what="rejections"
         )
     async with pool.acquire() as conn:
         rows = await conn.fetch("SELECT payload, metadata FROM newsflow.events WHERE type = 'ArticleRejected'")
@@ -167,10 +153,6 @@ async def test_bad_input_is_rejected_with_reason_and_kept_on_the_dead_letter_top
         headers = dict(m.headers)
         assert headers["newsflow.original.topic"].decode() == settings.raw_topic
         assert headers["newsflow.error.detail"]
-
-
-async def _rows(pool: asyncpg.Pool, sql: str, n: int) -> bool:
-    return await count(pool, sql) >= n
 
 
 async def test_a_regressed_partition_does_not_drop_other_partitions_records(settings: Settings, pool: asyncpg.Pool) -> None:
