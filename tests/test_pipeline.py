@@ -44,14 +44,14 @@ async def test_seed_articles_flow_into_events_and_dashboard_views(settings: Sett
         assert await publish(settings.kafka_bootstrap, settings.raw_topic, [SEEDS], progress=False) == 5
         await wait_until(lambda: reaches(pool, 5, ARTICLES_SQL), what="5 articles in dashboard.articles")
     assert await scalar(pool, RECEIVED_SQL) == 5
-    assert await scalar(pool, "SELECT count(*) FROM newsflow.events WHERE type = 'ArticleNormalized'") == 5
+    assert await scalar(pool, "SELECT count(*) FROM newsflow.events WHERE type = 'ArticleCleaned'") == 5
     async with pool.acquire() as conn:
         causes = await conn.fetch(
             "SELECT metadata->'causation' AS c FROM newsflow.events WHERE type = 'ArticleReceived'"
         )
         assert {c["c"]["topic"] for c in causes} == {settings.raw_topic}
         assert len({(c["c"]["partition"], c["c"]["offset"]) for c in causes}) == 5
-        normalized = await conn.fetch("SELECT payload FROM newsflow.events WHERE type = 'ArticleNormalized'")
+        normalized = await conn.fetch("SELECT payload FROM newsflow.events WHERE type = 'ArticleCleaned'")
         titles = {r["payload"]["title"] for r in normalized}
         assert "Moscow: Putin-Xi meeting next week" in titles
         for r in normalized:  # the title is metadata, not repeated at the top of the body

@@ -19,17 +19,20 @@ import asyncpg
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
-from newsflow.adapters import kafka, postgres
+from newsflow.adapters import chrome_store, kafka, postgres
+from newsflow.domain import learned_chrome
+from newsflow.domain.contract import RawArticleV1, Rejection
 from newsflow.domain.events import ConsumerOffsetsReset, NewEvent
 from newsflow.domain.offsets import decide_resume
-from newsflow.domain.processing import Accepted, Outcome, Rejected, SourceRecord, process_record
+from newsflow.domain.processing import Accepted, Outcome, Rejected, SourceRecord, clean_record, decode_record, reject
 from newsflow.settings import Settings
+from newsflow.stage_runner import StageCrashed, StageRunner, StageTimeout
 
 log = structlog.get_logger(__name__)
 
 
-def _process_batch(records: Sequence[SourceRecord], dlq_topic: str) -> list[Outcome]:
-    return [process_record(r, dlq_topic) for r in records]
+def _decode_batch(records: Sequence[SourceRecord]) -> list[RawArticleV1 | Rejection]:
+    return [decode_record(r) for r in records]
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -53,6 +56,8 @@ class PipelineWorker:
         self.cluster_id: str | None = None
         self.consumer: AIOKafkaConsumer | None = None
         self.producer = kafka.make_producer(settings.kafka_bootstrap, linger_ms=5)
+        self.runner = StageRunner(settings.stage_workers, settings.stage_timeout_s, settings.stage_memory_mb)
+        self.learned = learned_chrome.LearnedChrome()
         # Next offset this worker expects per partition; a record below it means the log was replaced.
         self.expected: dict[int, int] = {}
         # Assignment callbacks run in aiokafka's coordinator task, concurrently with getmany():
@@ -126,6 +131,7 @@ class PipelineWorker:
             max_partition_fetch_bytes=16 * 1024 * 1024,
             fetch_max_bytes=64 * 1024 * 1024,
         )
+        await self.runner.start()
         await self.producer.start()
         await self.consumer.start()
         self.consumer.subscribe([s.raw_topic], listener=_Rebalance(self))
@@ -148,6 +154,7 @@ class PipelineWorker:
         finally:
             await self.consumer.stop()
             await self.producer.stop()
+            self.runner.close()
             log.info("pipeline.stopped", worker=self.worker_id, batches=self.batches)
 
     def split_regressed(self, records: Sequence[SourceRecord]) -> tuple[set[int], list[SourceRecord]]:
@@ -174,16 +181,18 @@ class PipelineWorker:
 
     async def handle_batch(self, records: Sequence[SourceRecord]) -> None:
         s = self.settings
-        # CPU work off the event loop so heartbeats keep flowing; no transaction is open yet.
-        outcomes = await asyncio.to_thread(_process_batch, records, s.dlq_topic)
         for rec in records:
             self.expected[rec.partition] = max(self.expected.get(rec.partition, 0), rec.offset + 1)
         async with self.pool.acquire() as conn:
             done = await postgres.load_offsets(conn, s.consumer_group, s.raw_topic)
-        rejected = [
-            o for o in outcomes
-            if isinstance(o, Rejected) and not _already_applied(o.record, done.get(o.record.partition))
-        ]
+            learned = await chrome_store.refresh(conn, self.learned)
+        if learned:
+            log.info("chrome.learned", new_lines=learned, total=len(self.learned))
+        records = [r for r in records if not _already_applied(r, done.get(r.partition))]
+        # CPU work off the event loop so heartbeats keep flowing; no transaction is open yet.
+        decoded = await asyncio.to_thread(_decode_batch, records)
+        outcomes = await asyncio.gather(*(self._clean(r, d) for r, d in zip(records, decoded, strict=True)))
+        rejected = [o for o in outcomes if isinstance(o, Rejected)]
         if rejected:
             # Before the commit: a crash in between re-sends (at-least-once on the DLQ) but never loses one.
             await kafka.send_dead_letters(self.producer, s.dlq_topic, rejected)
@@ -191,28 +200,49 @@ class PipelineWorker:
             await postgres.lock_appends(conn)
             stored = await postgres.load_offsets(conn, s.consumer_group, s.raw_topic, lock=True)
             to_apply = [o for o in outcomes if not _already_applied(o.record, stored.get(o.record.partition))]
-            events = await self._events_for(conn, to_apply)
+            events, new_articles = await self._events_for(conn, to_apply)
             await postgres.append(conn, events)
+            await chrome_store.count_lines(conn, learned_chrome.increments(new_articles))
             next_offsets: dict[int, int] = {}
             for o in to_apply:
                 next_offsets[o.record.partition] = max(next_offsets.get(o.record.partition, 0), o.record.offset + 1)
             await postgres.save_offsets(conn, s.consumer_group, s.raw_topic, next_offsets, self.cluster_id)
         self.batches += 1
-        skipped = len(outcomes) - len(to_apply)
         log.info(
             "batch.committed",
             records=len(records),
-            skipped_already_applied=skipped,
+            skipped_already_applied=len(outcomes) - len(to_apply),
             rejected=sum(isinstance(o, Rejected) for o in to_apply),
             events=len(events),
             offsets=next_offsets,
         )
 
-    async def _events_for(self, conn: asyncpg.Connection, outcomes: Sequence[Outcome]) -> list[NewEvent]:
-        """Events to append; a message whose content equals the article's latest version adds nothing."""
+    async def _clean(self, record: SourceRecord, decoded: RawArticleV1 | Rejection) -> Outcome:
+        """The cleaning stage in a bounded worker; whatever goes wrong becomes a rejection, never a stall."""
+        dlq = self.settings.dlq_topic
+        if isinstance(decoded, Rejection):
+            return reject(record, decoded, dlq)
+        try:
+            return await self.runner.run(clean_record, record, decoded, self.learned.for_source(decoded.source), dlq)
+        except StageTimeout as exc:
+            return reject(record, Rejection("cleaning_timeout", str(exc)), dlq)
+        except StageCrashed as exc:
+            return reject(record, Rejection("cleaning_crashed", str(exc)), dlq)
+        except Exception as exc:  # a bug in stage code must not stall the partition: keep the message, say why
+            log.exception("stage.failed", topic=record.topic, partition=record.partition, offset=record.offset)
+            return reject(record, Rejection("cleaning_crashed", f"{type(exc).__name__}: {exc}"), dlq)
+
+    async def _events_for(
+        self, conn: asyncpg.Connection, outcomes: Sequence[Outcome]
+    ) -> tuple[list[NewEvent], list[tuple[str, list[str]]]]:
+        """Events to append, and the articles seen for the first time (they feed chrome learning).
+
+        A message whose content equals the article's latest version adds nothing.
+        """
         accepted = [o for o in outcomes if isinstance(o, Accepted)]
         latest = await postgres.latest_content_hashes(conn, [a.stream_id for a in accepted])
         events: list[NewEvent] = []
+        new_articles: list[tuple[str, list[str]]] = []
         for o in outcomes:
             where = {"topic": o.record.topic, "partition": o.record.partition, "offset": o.record.offset}
             if isinstance(o, Rejected):
@@ -221,10 +251,12 @@ class PipelineWorker:
             elif latest.get(o.stream_id) == o.content_sha256:
                 log.info("record.duplicate_delivery", **where, article_id=str(o.article_id))
             else:
+                if o.stream_id not in latest:
+                    new_articles.append((o.source, o.chrome_candidates))
                 latest[o.stream_id] = o.content_sha256
                 log.debug("record.accepted", **where, article_id=str(o.article_id))
                 events.extend(o.events)
-        return events
+        return events, new_articles
 
 
 def _already_applied(record: SourceRecord, stored: asyncpg.Record | None) -> bool:

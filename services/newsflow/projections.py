@@ -12,7 +12,7 @@ from datetime import timedelta
 import asyncpg
 
 from newsflow.domain import grouping
-from newsflow.domain.events import ArticleNormalized, ArticleRejected, RecordedEvent, registry
+from newsflow.domain.events import ArticleCleaned, ArticleNormalized, ArticleRejected, RecordedEvent, registry
 from newsflow.domain.identity import story_id_for
 
 STORIES_READER = "projection.stories"
@@ -22,8 +22,8 @@ LEAD_CHARS = 400
 
 async def apply_events(conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
     for event in events:
-        if event.type == ArticleNormalized.event_type:
-            await _article_normalized(conn, event, registry.parse(event))  # type: ignore[arg-type]
+        if event.type in (ArticleCleaned.event_type, ArticleNormalized.event_type):
+            await _article_text(conn, event, registry.parse(event))  # type: ignore[arg-type]
         elif event.type == ArticleRejected.event_type:
             await _article_rejected(conn, event, registry.parse(event))  # type: ignore[arg-type]
 
@@ -35,7 +35,9 @@ def _lead(text: str) -> str:
     return cut + "…"
 
 
-async def _article_normalized(conn: asyncpg.Connection, event: RecordedEvent, a: ArticleNormalized) -> None:
+async def _article_text(
+    conn: asyncpg.Connection, event: RecordedEvent, a: ArticleCleaned | ArticleNormalized
+) -> None:
     seen_at = a.published_at or a.fetched_at
     existing = await conn.fetchrow(
         "SELECT story_id FROM projection.articles WHERE article_id = $1", a.article_id
@@ -58,7 +60,7 @@ async def _article_normalized(conn: asyncpg.Connection, event: RecordedEvent, a:
 
 
 async def _assign_story(
-    conn: asyncpg.Connection, a: ArticleNormalized, seen_at: object
+    conn: asyncpg.Connection, a: ArticleCleaned | ArticleNormalized, seen_at: object
 ) -> tuple[object, float]:
     terms = grouping.key_terms(a.title, a.text)
     rows = await conn.fetch(

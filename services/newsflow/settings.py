@@ -32,6 +32,15 @@ class Settings(BaseSettings):
     start_from: str = Field(
         "earliest", pattern="^(earliest|latest)$", description="Where a partition with no stored offset starts."
     )
+    stage_workers: int = Field(
+        2, ge=1, description="Worker processes per pipeline process that run the cleaning stage."
+    )
+    stage_timeout_s: float = Field(
+        10.0, gt=0, description="Longest one message may spend in the cleaning stage; then it is rejected."
+    )
+    stage_memory_mb: int = Field(
+        1536, ge=0, description="Address-space limit of each stage worker process, in MiB (0: none)."
+    )
     projection_batch: int = Field(500, description="Events a projection applies per transaction.")
     poll_interval_s: float = Field(0.5, description="Log readers' poll interval when no notification arrives.")
     db_pool_size: int = Field(4, description="asyncpg pool size per process.")

@@ -58,6 +58,12 @@ RejectionReason = Literal[
     "missing_field",
     "invalid_field",
     "empty_body",
+    # Raised by the cleaning stage (newsflow.domain.cleaner) and its runner:
+    "binary_content",
+    "html_too_deep",
+    "empty_after_cleaning",
+    "cleaning_timeout",
+    "cleaning_crashed",
 ]
 
 

@@ -132,7 +132,7 @@ class ArticleReceived(EventPayload):
 
 @registry.register
 class ArticleNormalized(EventPayload):
-    """Output of the normalization stage: the text every later stage works on."""
+    """Superseded by ArticleCleaned (logs written before the cleaning stage still hold it)."""
 
     event_type: ClassVar[str] = "ArticleNormalized"
     article_id: uuid.UUID
@@ -146,6 +146,40 @@ class ArticleNormalized(EventPayload):
     fetched_at: AwareDatetime
     language_hint: str | None
     removed_lines: int
+
+
+class RemovedLine(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    text: str
+    reason: str
+
+
+@registry.register
+class ArticleCleaned(EventPayload):
+    """Output of the cleaning stage: the text, title and metadata every later stage works on.
+
+    ``removed`` lists what was cut and why (capped, see ``removed_counts`` for the
+    totals); ``chrome_candidates`` are the hashes of the article's short lines,
+    from which per-source chrome is learned (newsflow.domain.learned_chrome).
+    """
+
+    event_type: ClassVar[str] = "ArticleCleaned"
+    article_id: uuid.UUID
+    stage_version: str
+    url: str
+    source: str
+    title: str | None
+    text: str
+    word_count: int
+    published_at: AwareDatetime | None
+    fetched_at: AwareDatetime
+    language_hint: str | None
+    input_kind: str
+    extractor: str | None
+    metadata: dict[str, str]
+    removed: list[RemovedLine]
+    removed_counts: dict[str, int]
+    chrome_candidates: list[str]
 
 
 @registry.register

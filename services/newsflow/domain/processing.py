@@ -5,14 +5,17 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 
-from newsflow.domain import normalize
+from newsflow.domain import cleaner
 from newsflow.domain.contract import CONTRACT_VERSION, RawArticleV1, Rejection, decode_raw_message
-from newsflow.domain.events import ArticleNormalized, ArticleReceived, ArticleRejected, NewEvent, Payload
+from newsflow.domain.events import ArticleCleaned, ArticleReceived, ArticleRejected, NewEvent, Payload, RemovedLine
 from newsflow.domain.identity import article_id_for, article_stream, sha256_hex
 
 RAW_PREVIEW_BYTES = 4096
+MAX_REMOVED_LINES = 200
+REMOVED_TEXT_CHARS = 500
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,8 @@ class Accepted:
     article_id: uuid.UUID
     stream_id: str
     content_sha256: str
+    source: str
+    chrome_candidates: list[str]
     events: list[NewEvent]
 
 
@@ -84,45 +89,65 @@ def reject(record: SourceRecord, rejection: Rejection, dead_letter_topic: str) -
     return Rejected(record, rejection, event)
 
 
-def process_record(record: SourceRecord, dead_letter_topic: str) -> Accepted | Rejected:
-    decoded = decode_raw_message(record.value)
-    if isinstance(decoded, Rejection):
-        return reject(record, decoded, dead_letter_topic)
-    normalized = normalize.normalize_article(decoded)
-    if not normalized.text:
-        return reject(
-            record,
-            Rejection("empty_body", f"no text left after {normalize.STAGE_NAME} v{normalize.STAGE_VERSION}"),
-            dead_letter_topic,
-        )
-    article_id = article_id_for(decoded.url)
+def decode_record(record: SourceRecord) -> RawArticleV1 | Rejection:
+    return decode_raw_message(record.value)
+
+
+def clean_record(
+    record: SourceRecord, msg: RawArticleV1, learned: Collection[str], dead_letter_topic: str
+) -> Accepted | Rejected:
+    """The cleaning stage for one validated message, and the events it yields. Runs in a stage worker."""
+    cleaned = cleaner.clean_article(msg, learned)
+    if isinstance(cleaned, cleaner.CleaningFailure):
+        return reject(record, Rejection(cleaned.reason, cleaned.detail), dead_letter_topic)  # type: ignore[arg-type]
+    article_id = article_id_for(msg.url)
     stream = article_stream(article_id)
-    fingerprint = content_fingerprint(decoded)
+    fingerprint = content_fingerprint(msg)
     received = NewEvent.of(
         stream,
         ArticleReceived(
             article_id=article_id,
             contract_version=CONTRACT_VERSION,
             content_sha256=fingerprint,
-            message=decoded.model_dump(mode="json", exclude_none=True),
+            message=msg.model_dump(mode="json", exclude_none=True),
         ),
         {"causation": record.causation()},
     )
-    normalized_event = NewEvent.of(
+    cleaned_event = NewEvent.of(
         stream,
-        ArticleNormalized(
+        ArticleCleaned(
             article_id=article_id,
-            stage_version=normalize.STAGE_VERSION,
-            url=decoded.url,
-            source=decoded.source,
-            title=normalized.title,
-            text=normalized.text,
-            word_count=normalized.word_count,
-            published_at=decoded.published_at,
-            fetched_at=decoded.fetched_at,
-            language_hint=decoded.language,
-            removed_lines=normalized.removed_lines,
+            stage_version=cleaner.CLEANER_VERSION,
+            url=msg.url,
+            source=msg.source,
+            title=cleaned.title,
+            text=cleaned.text,
+            word_count=cleaned.word_count,
+            published_at=msg.published_at,
+            fetched_at=msg.fetched_at,
+            language_hint=msg.language,
+            input_kind=cleaned.input_kind,
+            extractor=cleaned.extractor,
+            metadata=cleaned.metadata,
+            removed=[
+                RemovedLine(text=r.text[:REMOVED_TEXT_CHARS], reason=r.reason)
+                for r in cleaned.removed[:MAX_REMOVED_LINES]
+            ],
+            removed_counts=cleaned.removed_counts(),
+            chrome_candidates=list(cleaned.chrome_candidates),
         ),
         {"causation": {"kind": "event", "event_id": str(received.event_id)}, "origin": record.causation()},
     )
-    return Accepted(record, article_id, stream, fingerprint, [received, normalized_event])
+    return Accepted(
+        record, article_id, stream, fingerprint, msg.source, list(cleaned.chrome_candidates), [received, cleaned_event]
+    )
+
+
+def process_record(
+    record: SourceRecord, dead_letter_topic: str, learned: Collection[str] = ()
+) -> Accepted | Rejected:
+    """Decode and clean in one call, in the current process (tests, `newsflow inspect`)."""
+    decoded = decode_record(record)
+    if isinstance(decoded, Rejection):
+        return reject(record, decoded, dead_letter_topic)
+    return clean_record(record, decoded, learned, dead_letter_topic)

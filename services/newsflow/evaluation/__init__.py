@@ -1,0 +1,1 @@
+"""Quality evaluations against public benchmarks (read in place, never shipped)."""

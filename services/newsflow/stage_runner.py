@@ -1,0 +1,75 @@
+"""Runs CPU-bound stage code in worker processes, with a time and a memory bound per message.
+
+Extraction cost is super-linear on some page shapes (a 1 MB page of many tiny
+paragraphs takes trafilatura minutes), and a thread cannot be stopped. A
+process can: pebble kills a worker whose task overruns its timeout and starts
+a fresh one, so one pathological page costs at most ``timeout_s`` and becomes a
+rejection instead of stalling its partition. Each worker also runs under an
+address-space limit, so a page that would need gigabytes fails with
+MemoryError in its own worker. The workers also take the CPU work off the
+event loop's core, which keeps consumer heartbeats flowing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import resource
+from collections.abc import Callable
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import ParamSpec, TypeVar
+
+import pebble
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class StageTimeout(Exception):
+    pass
+
+
+class StageCrashed(Exception):
+    """The worker died (killed, out of memory) or raised MemoryError."""
+
+
+def _limit_memory(memory_mb: int) -> None:
+    if memory_mb > 0:
+        limit = memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _warm_up() -> None:
+    """Import the stage code once per worker, so the first message does not pay for it."""
+    import newsflow.domain.processing  # noqa: F401
+
+
+class StageRunner:
+    def __init__(self, workers: int, timeout_s: float, memory_mb: int) -> None:
+        self.timeout_s = timeout_s
+        self.workers = workers
+        self._pool = pebble.ProcessPool(
+            max_workers=workers,
+            initializer=_limit_memory,
+            initargs=(memory_mb,),
+            # spawn, not fork: the parent runs an event loop and client threads.
+            context=multiprocessing.get_context("spawn"),
+        )
+
+    async def start(self) -> None:
+        await asyncio.gather(*(self.run(_warm_up) for _ in range(self.workers)))
+
+    async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        future = self._pool.submit(fn, self.timeout_s, *args, **kwargs)
+        try:
+            return await asyncio.wrap_future(future)
+        except (FutureTimeout, TimeoutError) as exc:
+            raise StageTimeout(f"stage exceeded {self.timeout_s:g} s") from exc
+        except pebble.ProcessExpired as exc:
+            raise StageCrashed(f"stage worker died: {exc}") from exc
+        except MemoryError as exc:
+            raise StageCrashed("stage ran out of its memory limit") from exc
+
+    def close(self) -> None:
+        self._pool.stop()
+        self._pool.join(timeout=10)
