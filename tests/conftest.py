@@ -11,6 +11,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -18,6 +19,7 @@ import pytest
 
 from newsflow.adapters import postgres
 from newsflow.adapters.embedded import EmbeddedBroker, EmbeddedPostgres
+from newsflow.daemon import SERVICES, run_services
 from newsflow.logs import configure_logging
 from newsflow.settings import Settings
 
@@ -102,3 +104,15 @@ async def reaches(pool: asyncpg.Pool, n: int, sql: str, *args: object) -> bool:
 
 CONSUMED_SQL = "SELECT coalesce(sum(next_offset), 0) FROM newsflow.consumer_offsets WHERE group_id = $1"
 RECEIVED_SQL = "SELECT count(*) FROM newsflow.events WHERE type = 'ArticleReceived'"
+
+
+@asynccontextmanager
+async def running_daemon(settings: Settings) -> AsyncIterator[None]:
+    """All daemon services in this process, stopped cleanly on exit."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_services(settings, SERVICES, stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)

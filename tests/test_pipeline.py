@@ -4,38 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer
 
-from conftest import CONSUMED_SQL, RECEIVED_SQL, SEEDS, reaches, role_url, scalar, wait_until
+from conftest import CONSUMED_SQL, RECEIVED_SQL, SEEDS, reaches, role_url, running_daemon, scalar, wait_until
 from newsflow import status
 from newsflow.adapters import kafka
-from newsflow.daemon import SERVICES, run_services
 from newsflow.domain.processing import SourceRecord
 from newsflow.pipeline import PipelineWorker
 from newsflow.publisher import publish
 from newsflow.settings import Settings
 
 
-@asynccontextmanager
-async def running_daemon(settings: Settings) -> AsyncIterator[None]:
-    stop = asyncio.Event()
-    task = asyncio.create_task(run_services(settings, SERVICES, stop))
-    try:
-        yield
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
-
-
 ARTICLES_SQL = "SELECT count(*) FROM dashboard.articles"
 
 
-def message(url: str, text: str, **extra: object) -> dict[str, object]:
+def message(url: str, text: str | None, **extra: object) -> dict[str, object]:
     return {"url": url, "source": "Test Wire", "fetched_at": "2022-09-15T10:00:00+00:00", "text": text, **extra}
 
 
@@ -111,6 +97,17 @@ BAD_LINES = {
     "invalid_field": json.dumps(message("https://bad.example/4", "x", published_at="last week")).encode(),
     "empty_body": json.dumps(message("https://bad.example/5", "  \n\t ")).encode(),
     "not_an_object": b'"just a string"',
+    # The cleaning stage's own reasons:
+    "too_large": json.dumps(message("https://bad.example/6", "word " * 2_100_000)).encode(),
+    "binary_content": json.dumps(message("https://bad.example/7", "%PDF-1.7\n%\ufffd\ufffd\n1 0 obj")).encode(),
+    "html_too_deep": json.dumps(
+        message("https://bad.example/8", None, html="<div>" * 5000 + "deep" + "</div>" * 5000)
+    ).encode(),
+    "empty_after_cleaning": json.dumps(message("https://bad.example/9", "Leave a Reply\n\nShare post:")).encode(),
+    # Many tiny paragraphs: trafilatura needs minutes for this page (super-linear), the stage timeout cuts it.
+    "cleaning_timeout": json.dumps(message(
+        "https://bad.example/10", None, html="<html><body>" + "<div><p>short text</p></div>" * 32000
+    )).encode(),
 }
 
 
@@ -120,6 +117,7 @@ async def test_bad_input_is_rejected_with_reason_and_kept_on_the_dead_letter_top
     good = json.dumps(message("https://good.example/after-the-bad-ones", "A valid article after the bad ones."))
     feed = tmp_path / "bad.jsonl"
     feed.write_bytes(b"\n".join([*BAD_LINES.values(), good.encode()]) + b"\n")
+    settings = settings.model_copy(update={"stage_timeout_s": 2.0})
     async with running_daemon(settings):
         await publish(settings.kafka_bootstrap, settings.raw_topic, [feed], progress=False)
         await wait_until(lambda: reaches(pool, 1, ARTICLES_SQL), what="the valid article behind the bad ones")

@@ -41,6 +41,22 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="consumer lag, reader positions, event counts, rejections")
     status.add_argument("--json", action="store_true")
 
+    ins = sub.add_parser("inspect", help="run the stages on one file (text, HTML or a raw JSON message), offline")
+    ins.add_argument("path", type=Path)
+    ins.add_argument("--source", help="source name (default: manifest.json next to the file, else the directory name)")
+    ins.add_argument("--url", help="article URL (default: manifest.json next to the file, else a file:// URL)")
+    ins.add_argument("--json", action="store_true", help="one JSON object with stable keys")
+
+    ev = sub.add_parser("eval", help="score newsflow's stages on public benchmarks, beside a baseline")
+    ev_sub = ev.add_subparsers(dest="target", required=True)
+    ev_ex = ev_sub.add_parser("extraction", help="main-text extraction vs bare trafilatura")
+    ev_ex.add_argument("dir", type=Path, help="the extraction-benchmark directory (scrapinghub-aeb/, trafilatura-eval/)")
+    ev_ex.add_argument("--limit", type=int, help="pages per benchmark (default: all)")
+
+    chrome = sub.add_parser("chrome", help="per-source learned chrome")
+    chrome_sub = chrome.add_subparsers(dest="action", required=True)
+    chrome_sub.add_parser("rebuild", help="recompute the learned lines from the event log")
+
     sub.add_parser("migrate", help="apply database migrations and exit")
     sub.add_parser("schema", help="print the raw-message contract as JSON Schema (schemas/raw_article.v1.json)")
     return p
@@ -156,6 +172,38 @@ async def _cmd_migrate(settings: Settings, args: argparse.Namespace) -> None:
     print(f"applied {len(applied)} migrations: {', '.join(applied) or 'none (up to date)'}", file=sys.stderr)
 
 
+async def _cmd_inspect(settings: Settings, args: argparse.Namespace) -> None:
+    from newsflow.inspection import inspect_message, raw_message, render
+
+    report = inspect_message(raw_message(args.path, args.source, args.url))
+    print(json.dumps(report, ensure_ascii=False, indent=2) if args.json else render(report))
+    if "rejected" in report:
+        sys.exit(1)
+
+
+async def _cmd_eval(settings: Settings, args: argparse.Namespace) -> None:
+    from newsflow.evaluation import extraction
+
+    report = await asyncio.to_thread(extraction.evaluate, args.dir, args.limit)
+    for bench, scores in report.items():
+        if isinstance(scores, dict):
+            for name, m in scores.items():
+                print(f"{bench:<17} {name:<12} P {m['precision']:.3f}  R {m['recall']:.3f}  F1 {m['f1']:.3f}"
+                      f"  {m['pages_per_s']:>6.1f} pages/s  ({m['pages']} pages)", file=sys.stderr)
+    print(json.dumps(report))
+
+
+async def _cmd_chrome(settings: Settings, args: argparse.Namespace) -> None:
+    from newsflow.adapters import chrome_store, postgres
+
+    conn = await postgres.connect(settings.database_url)
+    try:
+        learned = await chrome_store.rebuild(conn)
+    finally:
+        await conn.close()
+    print(f"rebuilt per-source chrome from the log: {learned} learned lines", file=sys.stderr)
+
+
 async def _cmd_schema(settings: Settings, args: argparse.Namespace) -> None:
     from newsflow.domain.contract import raw_article_json_schema
 
@@ -169,6 +217,9 @@ COMMANDS = {
     "stories": _cmd_stories,
     "status": _cmd_status,
     "migrate": _cmd_migrate,
+    "inspect": _cmd_inspect,
+    "eval": _cmd_eval,
+    "chrome": _cmd_chrome,
 }
 
 

@@ -55,7 +55,9 @@ class PipelineWorker:
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
         self.cluster_id: str | None = None
         self.consumer: AIOKafkaConsumer | None = None
-        self.producer = kafka.make_producer(settings.kafka_bootstrap, linger_ms=5)
+        self.producer = kafka.make_producer(
+            settings.kafka_bootstrap, linger_ms=5, max_request_size=kafka.DEAD_LETTER_MAX_BYTES + 64 * 1024
+        )
         self.runner = StageRunner(settings.stage_workers, settings.stage_timeout_s, settings.stage_memory_mb)
         self.learned = learned_chrome.LearnedChrome()
         # Next offset this worker expects per partition; a record below it means the log was replaced.

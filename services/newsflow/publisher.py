@@ -15,7 +15,7 @@ HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
 MANIFEST = "manifest.json"
 
 
-def _manifest(directory: Path) -> dict[str, dict[str, object]]:
+def manifest_for(directory: Path) -> dict[str, dict[str, object]]:
     path = directory / MANIFEST
     return json.loads(path.read_text())["files"] if path.exists() else {}
 
@@ -39,7 +39,7 @@ def iter_messages(paths: list[Path], source: str | None = None) -> Iterator[tupl
     """(key, value) pairs. JSONL lines are sent byte for byte, valid or not: that is how bad input is tested."""
     for path in paths:
         if path.is_dir():
-            manifest = _manifest(path)
+            manifest = manifest_for(path)
             files = sorted(p for p in path.iterdir() if p.is_file() and p.name != MANIFEST)
             for f in files:
                 if f.suffix.lower() in {".jsonl", ".json"}:

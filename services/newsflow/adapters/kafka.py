@@ -7,20 +7,27 @@ from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError, TopicAlreadyExistsError
 
 from newsflow.domain.processing import Rejected
 
 MAX_HEADER_VALUE = 4096
+# Dead letters may be as large as anything the raw topic let through (the contract's own limit is 8 MiB).
+DEAD_LETTER_MAX_BYTES = 16 * 1024 * 1024
+# A dead letter that still does not fit is sent as this much of a prefix; the whole record
+# stays in the raw topic at the original topic/partition/offset named in its headers.
+DEAD_LETTER_FALLBACK_BYTES = 1024 * 1024
 
 
-async def ensure_topics(bootstrap: str, topics: Sequence[tuple[str, int]]) -> None:
+async def ensure_topics(
+    bootstrap: str, topics: Sequence[tuple[str, int]], max_message_bytes: int = DEAD_LETTER_MAX_BYTES
+) -> None:
     """Create missing topics (name, partitions); existing ones are left as they are."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [NewTopic(name, partitions, 1) for name, partitions in topics if name not in existing]
+        missing = [NewTopic(name, partitions, 1, topic_configs={"max.message.bytes": str(max_message_bytes)}) for name, partitions in topics if name not in existing]
         if missing:
             try:
                 await admin.create_topics(missing)
@@ -63,9 +70,11 @@ def dead_letter_headers(rejected: Rejected) -> list[tuple[str, bytes]]:
 
 async def send_dead_letters(producer: AIOKafkaProducer, topic: str, rejected: Sequence[Rejected]) -> None:
     """Publish the original bytes of each rejected record and wait until the broker has them all."""
-    futures = [
-        await producer.send(topic, value=r.record.value, key=r.record.key, headers=dead_letter_headers(r))
-        for r in rejected
-    ]
-    for fut in futures:
-        await fut
+    for r in rejected:
+        headers = dead_letter_headers(r)
+        try:
+            await producer.send_and_wait(topic, value=r.record.value, key=r.record.key, headers=headers)
+        except (MessageSizeTooLargeError, RecordTooLargeError):
+            value = (r.record.value or b"")[:DEAD_LETTER_FALLBACK_BYTES]
+            headers.append(("newsflow.original.truncated_from", str(len(r.record.value or b"")).encode()))
+            await producer.send_and_wait(topic, value=value, key=r.record.key, headers=headers)

@@ -151,10 +151,10 @@ def clean_article(msg: RawArticleV1, learned: Collection[str] = ()) -> Cleaned |
     state = _State(_split_lines(repair(body)), metadata)
     sites = [s for s in (msg.source, metadata.get("site_name")) if s]
     _classify(state, published, sites)
+    _apply_learned(state, learned)  # before the title search: a learned site header is not a headline
     title = _find_title(state, title, sites)
     _drop_repeats(state)
     _mark_trailing_block(state)
-    _apply_learned(state, learned)
     _strip_byline_prefix(state)
     kept = [ln for ln in state.lines if ln.reason is None]
     text = _join(kept)

@@ -1,0 +1,71 @@
+"""`newsflow inspect`: what the stages make of one file, without Kafka or PostgreSQL.
+
+It builds the message exactly as `newsflow publish` would (a manifest.json next
+to the file supplies source, URL and dates), then runs the same contract check
+and stage code as the pipeline. The JSON keys are a stable interface.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from newsflow.domain import cleaner
+from newsflow.domain.contract import Rejection, decode_raw_message
+from newsflow.publisher import manifest_for, message_for_file
+
+
+def raw_message(path: Path, source: str | None = None, url: str | None = None) -> bytes:
+    """The raw Kafka value for a text/HTML file or one raw JSON message."""
+    if path.suffix.lower() == ".json":
+        raw = path.read_bytes()
+        if source is None and url is None:
+            return raw
+        message = json.loads(raw)
+    else:
+        message = message_for_file(path, source, manifest_for(path.parent).get(path.name))
+    if source is not None:
+        message["source"] = source
+    if url is not None:
+        message["url"] = url
+    return json.dumps(message, ensure_ascii=False).encode("utf-8")
+
+
+def inspect_message(raw: bytes) -> dict[str, Any]:
+    decoded = decode_raw_message(raw)
+    if isinstance(decoded, Rejection):
+        return {"rejected": {"reason": decoded.reason, "detail": decoded.detail, "errors": decoded.errors}}
+    result = cleaner.clean_article(decoded)
+    if isinstance(result, cleaner.CleaningFailure):
+        return {"rejected": {"reason": result.reason, "detail": result.detail, "errors": []}}
+    metadata: dict[str, Any] = {
+        "url": decoded.url,
+        "source": decoded.source,
+        "published_at": decoded.published_at.isoformat() if decoded.published_at else None,
+        "fetched_at": decoded.fetched_at.isoformat(),
+        "language_hint": decoded.language,
+        **result.metadata,
+    }
+    return {
+        "title": result.title,
+        "text": result.text,
+        "metadata": metadata,
+        "removed": [{"text": r.text, "reason": r.reason} for r in result.removed],
+        "removed_counts": result.removed_counts(),
+        "word_count": result.word_count,
+        "input_kind": result.input_kind,
+        "stages": {cleaner.STAGE_NAME: {"version": cleaner.CLEANER_VERSION, "extractor": result.extractor}},
+    }
+
+
+def render(report: dict[str, Any]) -> str:
+    if "rejected" in report:
+        r = report["rejected"]
+        return f"REJECTED ({r['reason']}): {r['detail']}"
+    lines = [f"title: {report['title']}"]
+    lines += [f"{key}: {value}" for key, value in report["metadata"].items() if value]
+    lines.append(f"removed {len(report['removed'])} lines:")
+    lines += [f"  - [{r['reason']}] {r['text']}" for r in report["removed"]]
+    lines += [f"text ({report['word_count']} words):", "", report["text"]]
+    return "\n".join(lines)

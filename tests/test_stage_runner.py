@@ -1,0 +1,43 @@
+"""Stage workers: one message's time and memory are bounded, and the pool survives the overrun."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from newsflow.stage_runner import StageCrashed, StageRunner, StageTimeout
+
+
+def sleep_then_pid(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def allocate(mb: int) -> int:
+    return len(bytearray(mb * 1024 * 1024))
+
+
+async def test_overrunning_message_is_stopped_and_its_worker_replaced() -> None:
+    runner = StageRunner(workers=1, timeout_s=0.5, memory_mb=0)
+    try:
+        first = await runner.run(sleep_then_pid, 0)
+        started = time.monotonic()
+        with pytest.raises(StageTimeout):
+            await runner.run(sleep_then_pid, 30)
+        assert time.monotonic() - started < 10, "the overrun was cut, not waited out"
+        replacement = await runner.run(sleep_then_pid, 0)
+        assert replacement != first, "the stuck worker was killed and a new one started"
+    finally:
+        runner.close()
+
+
+async def test_message_over_the_memory_limit_fails_alone() -> None:
+    runner = StageRunner(workers=1, timeout_s=30, memory_mb=512)
+    try:
+        with pytest.raises(StageCrashed):
+            await runner.run(allocate, 2048)
+        assert await runner.run(allocate, 64) == 64 * 1024 * 1024
+    finally:
+        runner.close()
