@@ -70,6 +70,36 @@ async def test_same_message_twice_yields_one_set_of_events(
     assert await scalar(pool, "SELECT count(*) FROM newsflow.events") == 2
 
 
+async def test_changed_content_for_the_same_url_is_a_revision_and_views_follow_it(
+    settings: Settings, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    url = "https://wire.example/story-2"
+    first = message(url, "Port strike ends\n\nDock workers returned to work on Thursday after a deal.")
+    second = message(url, "Port strike ends after nine days\n\nDock workers returned to work on Thursday after a "
+                          "new wage deal was agreed overnight.", fetched_at="2022-09-15T12:00:00+00:00")
+    for i, msg in enumerate([first, second]):
+        feed = tmp_path / f"v{i}.jsonl"
+        feed.write_text(json.dumps(msg) + "\n")
+    async with running_daemon(settings):
+        await publish(settings.kafka_bootstrap, settings.raw_topic, [tmp_path / "v0.jsonl"], progress=False)
+        await wait_until(lambda: reaches(pool, 1, ARTICLES_SQL), what="first version")
+        await publish(settings.kafka_bootstrap, settings.raw_topic, [tmp_path / "v1.jsonl"], progress=False)
+        await wait_until(
+            lambda: reaches(pool, 1, "SELECT count(*) FROM dashboard.articles WHERE revision = 2"), what="revision"
+        )
+    async with pool.acquire() as conn:
+        types = await conn.fetch("SELECT type, payload FROM newsflow.events ORDER BY position")
+        title = await conn.fetchval("SELECT title FROM dashboard.articles WHERE url = $1", url)
+    assert [t["type"] for t in types] == [
+        "ArticleReceived", "ArticleCleaned", "ArticleReceived", "ArticleRevised", "ArticleCleaned"
+    ]
+    revised = types[3]["payload"]
+    assert revised["revision"] == 2
+    assert revised["previous_content_sha256"] == types[0]["payload"]["content_sha256"]
+    assert revised["content_sha256"] == types[2]["payload"]["content_sha256"]
+    assert title == "Port strike ends after nine days"
+
+
 async def test_redelivered_batch_is_applied_once(settings: Settings, pool: asyncpg.Pool) -> None:
     """A batch handed over again (as after a crash before Kafka learned of progress) adds nothing."""
     await kafka.ensure_topics(settings.kafka_bootstrap, [(settings.raw_topic, 1), (settings.dlq_topic, 1)])

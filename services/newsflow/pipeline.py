@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from newsflow.adapters import chrome_store, kafka, postgres
 from newsflow.domain import learned_chrome
 from newsflow.domain.contract import RawArticleV1, Rejection
-from newsflow.domain.events import ConsumerOffsetsReset, NewEvent
+from newsflow.domain.events import ArticleRevised, ConsumerOffsetsReset, NewEvent
 from newsflow.domain.offsets import decide_resume
 from newsflow.domain.processing import Accepted, Outcome, Rejected, SourceRecord, clean_record, decode_record, reject
 from newsflow.settings import Settings
@@ -242,7 +242,9 @@ class PipelineWorker:
         A message whose content equals the article's latest version adds nothing.
         """
         accepted = [o for o in outcomes if isinstance(o, Accepted)]
-        latest = await postgres.latest_content_hashes(conn, [a.stream_id for a in accepted])
+        versions = await postgres.article_versions(conn, [a.stream_id for a in accepted])
+        latest = {stream: h for stream, (h, _) in versions.items()}
+        revisions = {stream: n for stream, (_, n) in versions.items()}
         events: list[NewEvent] = []
         new_articles: list[tuple[str, list[str]]] = []
         for o in outcomes:
@@ -252,12 +254,23 @@ class PipelineWorker:
                 events.append(o.event)
             elif latest.get(o.stream_id) == o.content_sha256:
                 log.info("record.duplicate_delivery", **where, article_id=str(o.article_id))
-            else:
-                if o.stream_id not in latest:
-                    new_articles.append((o.source, o.chrome_candidates))
-                latest[o.stream_id] = o.content_sha256
+            elif o.stream_id not in latest:
+                new_articles.append((o.source, o.chrome_candidates))
+                latest[o.stream_id], revisions[o.stream_id] = o.content_sha256, 1
                 log.debug("record.accepted", **where, article_id=str(o.article_id))
                 events.extend(o.events)
+            else:
+                revised = ArticleRevised(
+                    article_id=o.article_id,
+                    revision=revisions[o.stream_id] + 1,
+                    previous_content_sha256=latest[o.stream_id],
+                    content_sha256=o.content_sha256,
+                )
+                latest[o.stream_id], revisions[o.stream_id] = o.content_sha256, revised.revision
+                log.info("record.revised", **where, article_id=str(o.article_id), revision=revised.revision)
+                received, *rest = o.events
+                cause = {"causation": {"kind": "event", "event_id": str(received.event_id)}}
+                events.extend([received, NewEvent.of(o.stream_id, revised, cause), *rest])
         return events, new_articles
 
 

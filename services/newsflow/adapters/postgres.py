@@ -174,18 +174,20 @@ async def head_position(conn: asyncpg.Connection) -> int:
     return int(await conn.fetchval("SELECT coalesce(max(position), 0) FROM newsflow.events"))
 
 
-async def latest_content_hashes(conn: asyncpg.Connection, stream_ids: Sequence[str]) -> dict[str, str]:
-    """Content fingerprint of each article stream's latest ArticleReceived event."""
+async def article_versions(conn: asyncpg.Connection, stream_ids: Sequence[str]) -> dict[str, tuple[str, int]]:
+    """Per article stream: the content fingerprint of its latest ArticleReceived, and how many it has."""
     rows = await conn.fetch(
         """
-        SELECT DISTINCT ON (stream_id) stream_id, payload->>'content_sha256' AS h
+        SELECT stream_id,
+               (array_agg(payload->>'content_sha256' ORDER BY stream_version DESC))[1] AS h,
+               count(*) AS n
         FROM newsflow.events
         WHERE stream_id = ANY($1::text[]) AND type = 'ArticleReceived'
-        ORDER BY stream_id, stream_version DESC
+        GROUP BY stream_id
         """,
         list(set(stream_ids)),
     )
-    return {r["stream_id"]: r["h"] for r in rows}
+    return {r["stream_id"]: (r["h"], r["n"]) for r in rows}
 
 
 async def load_checkpoint(conn: asyncpg.Connection, name: str) -> int:

@@ -131,6 +131,21 @@ class ArticleReceived(EventPayload):
 
 
 @registry.register
+class ArticleRevised(EventPayload):
+    """The URL was delivered again with different content: a new version of the same article.
+
+    The events that follow in the stream (cleaning, enrichment) describe this version;
+    views follow the latest one.
+    """
+
+    event_type: ClassVar[str] = "ArticleRevised"
+    article_id: uuid.UUID
+    revision: int
+    previous_content_sha256: str
+    content_sha256: str
+
+
+@registry.register
 class ArticleNormalized(EventPayload):
     """Superseded by ArticleCleaned (logs written before the cleaning stage still hold it)."""
 
