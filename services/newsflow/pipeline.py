@@ -19,10 +19,10 @@ import asyncpg
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
-from newsflow.adapters import chrome_store, kafka, postgres
-from newsflow.domain import learned_chrome
+from newsflow.adapters import chrome_store, dedup_store, kafka, postgres
+from newsflow.domain import dedup, learned_chrome
 from newsflow.domain.contract import RawArticleV1, Rejection
-from newsflow.domain.events import ArticleRevised, ConsumerOffsetsReset, NewEvent
+from newsflow.domain.events import ArticleDuplicateDetected, ArticleRevised, ConsumerOffsetsReset, NewEvent
 from newsflow.domain.offsets import decide_resume
 from newsflow.domain.processing import Accepted, Outcome, Rejected, SourceRecord, clean_record, decode_record, reject
 from newsflow.settings import Settings
@@ -259,6 +259,7 @@ class PipelineWorker:
                 latest[o.stream_id], revisions[o.stream_id] = o.content_sha256, 1
                 log.debug("record.accepted", **where, article_id=str(o.article_id))
                 events.extend(o.events)
+                events.extend(await self._dedup(conn, o))
             else:
                 revised = ArticleRevised(
                     article_id=o.article_id,
@@ -271,7 +272,29 @@ class PipelineWorker:
                 received, *rest = o.events
                 cause = {"causation": {"kind": "event", "event_id": str(received.event_id)}}
                 events.extend([received, NewEvent.of(o.stream_id, revised, cause), *rest])
+                events.extend(await self._dedup(conn, o))
         return events, new_articles
+
+    async def _dedup(self, conn: asyncpg.Connection, o: Accepted) -> list[NewEvent]:
+        """Look the article up among everything committed before it, and register its keys."""
+        found = await dedup_store.find_duplicate(conn, o.article_id, o.dedup_key)
+        await dedup_store.register(conn, o.article_id, o.url, o.dedup_key, found)
+        if found is None:
+            return []
+        event = ArticleDuplicateDetected(
+            article_id=o.article_id,
+            stage_version=dedup.STAGE_VERSION,
+            kind=found.kind,  # type: ignore[arg-type]
+            canonical_article_id=found.canonical_id,
+            canonical_url=found.canonical_url,
+            matched_article_id=found.matched_id,
+            similarity=round(found.similarity, 4),
+            containment=None if found.containment is None else round(found.containment, 4),
+        )
+        log.info("record.duplicate", article_id=str(o.article_id), kind=found.kind,
+                 canonical=str(found.canonical_id), similarity=event.similarity)
+        keyed = o.events[-1]
+        return [NewEvent.of(o.stream_id, event, {"causation": {"kind": "event", "event_id": str(keyed.event_id)}})]
 
 
 def _already_applied(record: SourceRecord, stored: asyncpg.Record | None) -> bool:

@@ -12,7 +12,14 @@ from datetime import timedelta
 import asyncpg
 
 from newsflow.domain import grouping
-from newsflow.domain.events import ArticleCleaned, ArticleNormalized, ArticleRejected, RecordedEvent, registry
+from newsflow.domain.events import (
+    ArticleCleaned,
+    ArticleDuplicateDetected,
+    ArticleNormalized,
+    ArticleRejected,
+    RecordedEvent,
+    registry,
+)
 from newsflow.domain.identity import story_id_for
 
 STORIES_READER = "projection.stories"
@@ -24,6 +31,8 @@ async def apply_events(conn: asyncpg.Connection, events: Sequence[RecordedEvent]
     for event in events:
         if event.type in (ArticleCleaned.event_type, ArticleNormalized.event_type):
             await _article_text(conn, event, registry.parse(event))  # type: ignore[arg-type]
+        elif event.type == ArticleDuplicateDetected.event_type:
+            await _article_duplicate(conn, registry.parse(event))  # type: ignore[arg-type]
         elif event.type == ArticleRejected.event_type:
             await _article_rejected(conn, event, registry.parse(event))  # type: ignore[arg-type]
 
@@ -52,7 +61,9 @@ async def _article_text(
             title = EXCLUDED.title, lead = EXCLUDED.lead, word_count = EXCLUDED.word_count,
             language_hint = EXCLUDED.language_hint, published_at = EXCLUDED.published_at,
             fetched_at = EXCLUDED.fetched_at, revision = projection.articles.revision + 1,
-            last_position = EXCLUDED.last_position
+            last_position = EXCLUDED.last_position,
+            -- a new version is judged afresh: a DuplicateDetected event follows if it still repeats one
+            duplicate_of = NULL, duplicate_of_url = NULL, duplicate_kind = NULL, duplicate_similarity = NULL
         """,
         a.article_id, a.url, a.source, a.title, _lead(a.text), a.word_count, a.language_hint,
         a.published_at, a.fetched_at, seen_at, story_id, score, event.position,
@@ -99,6 +110,17 @@ async def _assign_story(
         chosen, seen_at, a.source, a.language_hint, grouping.merge_terms(row["terms"], terms),
     )
     return chosen, score
+
+
+async def _article_duplicate(conn: asyncpg.Connection, d: ArticleDuplicateDetected) -> None:
+    await conn.execute(
+        """
+        UPDATE projection.articles
+        SET duplicate_of = $2, duplicate_of_url = $3, duplicate_kind = $4, duplicate_similarity = $5
+        WHERE article_id = $1
+        """,
+        d.article_id, d.canonical_article_id, d.canonical_url, d.kind, d.similarity,
+    )
 
 
 async def _article_rejected(conn: asyncpg.Connection, event: RecordedEvent, r: ArticleRejected) -> None:

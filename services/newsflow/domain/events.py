@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
@@ -195,6 +195,45 @@ class ArticleCleaned(EventPayload):
     removed: list[RemovedLine]
     removed_counts: dict[str, int]
     chrome_candidates: list[str]
+
+
+@registry.register
+class ArticleDedupKeyed(EventPayload):
+    """The dedup stage's keys for one version of an article (newsflow.domain.dedup).
+
+    ``signature`` is the MinHash as base64 of little-endian uint32s; ``bands`` are its
+    LSH band hashes. Together with ``signature_version`` they make the dedup tables
+    rebuildable from the log.
+    """
+
+    event_type: ClassVar[str] = "ArticleDedupKeyed"
+    article_id: uuid.UUID
+    stage_version: str
+    signature_version: int
+    exact_key: str
+    shingle_count: int
+    signature: str
+    bands: list[int]
+
+
+@registry.register
+class ArticleDuplicateDetected(EventPayload):
+    """This article repeats an earlier one. The first-seen article stays canonical.
+
+    ``similarity`` is 1.0 for an exact duplicate, else the estimated Jaccard with
+    ``matched_article_id`` (the closest earlier article, itself possibly a duplicate);
+    ``containment`` is how much of the shorter text the longer one holds.
+    """
+
+    event_type: ClassVar[str] = "ArticleDuplicateDetected"
+    article_id: uuid.UUID
+    stage_version: str
+    kind: Literal["exact", "near"]
+    canonical_article_id: uuid.UUID
+    canonical_url: str
+    matched_article_id: uuid.UUID
+    similarity: float
+    containment: float | None
 
 
 @registry.register

@@ -8,9 +8,17 @@ import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from newsflow.domain import cleaner
+from newsflow.domain import cleaner, dedup
 from newsflow.domain.contract import CONTRACT_VERSION, RawArticleV1, Rejection, decode_raw_message
-from newsflow.domain.events import ArticleCleaned, ArticleReceived, ArticleRejected, NewEvent, Payload, RemovedLine
+from newsflow.domain.events import (
+    ArticleCleaned,
+    ArticleDedupKeyed,
+    ArticleReceived,
+    ArticleRejected,
+    NewEvent,
+    Payload,
+    RemovedLine,
+)
 from newsflow.domain.identity import article_id_for, article_stream, sha256_hex
 
 RAW_PREVIEW_BYTES = 4096
@@ -49,8 +57,10 @@ class Accepted:
     article_id: uuid.UUID
     stream_id: str
     content_sha256: str
+    url: str
     source: str
     chrome_candidates: list[str]
+    dedup_key: dedup.DedupKey
     events: list[NewEvent]
 
 
@@ -138,8 +148,30 @@ def clean_record(
         ),
         {"causation": {"kind": "event", "event_id": str(received.event_id)}, "origin": record.causation()},
     )
+    key = dedup.dedup_key(cleaned.text)
+    keyed_event = NewEvent.of(
+        stream,
+        ArticleDedupKeyed(
+            article_id=article_id,
+            stage_version=dedup.STAGE_VERSION,
+            signature_version=dedup.SIGNATURE_VERSION,
+            exact_key=key.exact_key,
+            shingle_count=key.shingle_count,
+            signature=base64.b64encode(key.signature).decode("ascii"),
+            bands=list(key.bands),
+        ),
+        {"causation": {"kind": "event", "event_id": str(cleaned_event.event_id)}},
+    )
     return Accepted(
-        record, article_id, stream, fingerprint, msg.source, list(cleaned.chrome_candidates), [received, cleaned_event]
+        record=record,
+        article_id=article_id,
+        stream_id=stream,
+        content_sha256=fingerprint,
+        url=msg.url,
+        source=msg.source,
+        chrome_candidates=list(cleaned.chrome_candidates),
+        dedup_key=key,
+        events=[received, cleaned_event, keyed_event],
     )
 
 

@@ -1,0 +1,92 @@
+"""PostgreSQL side of dedup: exact-key and LSH-band lookups, and registering an article's keys.
+
+Called inside the append transaction, after lock_appends: appends are
+serialized, so the first article to commit with a key is the canonical one
+for every worker, and articles earlier in the same batch are already visible.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+
+from newsflow.domain import dedup
+
+MAX_CANDIDATES = 200  # most band-sharing articles compared per lookup, most shared bands first
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    kind: str
+    canonical_id: uuid.UUID
+    canonical_url: str
+    matched_id: uuid.UUID
+    similarity: float
+    containment: float | None
+
+
+async def find_duplicate(conn: asyncpg.Connection, article_id: uuid.UUID, key: dedup.DedupKey) -> Duplicate | None:
+    exact = await conn.fetchrow(
+        """
+        SELECT d.article_id, c.article_id AS canonical_id, c.url AS canonical_url
+        FROM newsflow.dedup_articles d JOIN newsflow.dedup_articles c ON c.article_id = d.canonical_id
+        WHERE d.exact_key = $1 AND d.article_id <> $2
+        ORDER BY d.seen_seq LIMIT 1
+        """,
+        key.exact_key, article_id,
+    )
+    if exact:
+        return Duplicate("exact", exact["canonical_id"], exact["canonical_url"], exact["article_id"], 1.0, None)
+    rows = await conn.fetch(
+        """
+        SELECT d.article_id, d.shingle_count, d.signature, d.seen_seq, c.article_id AS canonical_id,
+               c.url AS canonical_url
+        FROM (
+            SELECT article_id, count(*) AS shared FROM newsflow.dedup_bands
+            WHERE band_hash = ANY($1::bigint[]) AND article_id <> $2
+            GROUP BY article_id ORDER BY shared DESC, article_id LIMIT $4
+        ) AS b
+        JOIN newsflow.dedup_articles d ON d.article_id = b.article_id
+        JOIN newsflow.dedup_articles c ON c.article_id = d.canonical_id
+        WHERE d.signature_version = $3
+        """,
+        list(key.bands), article_id, dedup.SIGNATURE_VERSION, MAX_CANDIDATES,
+    )
+    best: tuple[float, int, asyncpg.Record, dedup.Similarity] | None = None
+    for r in rows:
+        sim = dedup.similarity(key.signature, key.shingle_count, r["signature"], r["shingle_count"])
+        # The most similar wins; among equals the first seen, so the result does not depend on row order.
+        if sim.near_duplicate and (best is None or (sim.jaccard, -r["seen_seq"]) > (best[0], best[1])):
+            best = (sim.jaccard, -r["seen_seq"], r, sim)
+    if best is None:
+        return None
+    _, _, r, sim = best
+    return Duplicate("near", r["canonical_id"], r["canonical_url"], r["article_id"], sim.jaccard, sim.containment)
+
+
+async def register(
+    conn: asyncpg.Connection, article_id: uuid.UUID, url: str, key: dedup.DedupKey, duplicate: Duplicate | None
+) -> None:
+    """Store this version's keys. Exact duplicates add no bands: their canonical's bands find them."""
+    canonical = duplicate.canonical_id if duplicate else article_id
+    await conn.execute(
+        """
+        INSERT INTO newsflow.dedup_articles
+            (article_id, url, signature_version, exact_key, shingle_count, signature, canonical_id)
+        VALUES ($1, $2, $3, $4, $5, $6, $7)
+        ON CONFLICT (article_id) DO UPDATE SET
+            url = EXCLUDED.url, signature_version = EXCLUDED.signature_version, exact_key = EXCLUDED.exact_key,
+            shingle_count = EXCLUDED.shingle_count, signature = EXCLUDED.signature,
+            canonical_id = EXCLUDED.canonical_id
+        """,
+        article_id, url, dedup.SIGNATURE_VERSION, key.exact_key, key.shingle_count, key.signature, canonical,
+    )
+    await conn.execute("DELETE FROM newsflow.dedup_bands WHERE article_id = $1", article_id)
+    if duplicate is None or duplicate.kind != "exact":
+        await conn.execute(
+            "INSERT INTO newsflow.dedup_bands (band_hash, article_id)"
+            " SELECT DISTINCT unnest($1::bigint[]), $2::uuid ON CONFLICT DO NOTHING",
+            list(key.bands), article_id,
+        )
