@@ -67,7 +67,7 @@ async def test_same_message_twice_yields_one_set_of_events(
         await publish(settings.kafka_bootstrap, settings.raw_topic, [feed], progress=False)
         await wait_until(lambda: reaches(pool, 2, CONSUMED_SQL, settings.consumer_group), what="both deliveries consumed")
     assert await scalar(pool, RECEIVED_SQL) == 1
-    assert await scalar(pool, "SELECT count(*) FROM newsflow.events") == 3  # received, cleaned, dedup keys
+    assert await scalar(pool, "SELECT count(*) FROM newsflow.events") == 4  # received, cleaned, language, dedup
 
 
 async def test_changed_content_for_the_same_url_is_a_revision_and_views_follow_it(
@@ -91,13 +91,13 @@ async def test_changed_content_for_the_same_url_is_a_revision_and_views_follow_i
         types = await conn.fetch("SELECT type, payload FROM newsflow.events ORDER BY position")
         title = await conn.fetchval("SELECT title FROM dashboard.articles WHERE url = $1", url)
     assert [t["type"] for t in types] == [
-        "ArticleReceived", "ArticleCleaned", "ArticleDedupKeyed",
-        "ArticleReceived", "ArticleRevised", "ArticleCleaned", "ArticleDedupKeyed",
+        "ArticleReceived", "ArticleCleaned", "ArticleLanguageDetected", "ArticleDedupKeyed",
+        "ArticleReceived", "ArticleRevised", "ArticleCleaned", "ArticleLanguageDetected", "ArticleDedupKeyed",
     ]
-    revised = types[4]["payload"]
+    revised = types[5]["payload"]
     assert revised["revision"] == 2
     assert revised["previous_content_sha256"] == types[0]["payload"]["content_sha256"]
-    assert revised["content_sha256"] == types[3]["payload"]["content_sha256"]
+    assert revised["content_sha256"] == types[4]["payload"]["content_sha256"]
     assert title == "Port strike ends after nine days"
 
 

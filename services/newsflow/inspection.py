@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from newsflow.domain import cleaner
+from newsflow.domain import cleaner, dedup, language
 from newsflow.domain.contract import Rejection, decode_raw_message
 from newsflow.publisher import manifest_for, message_for_file
 
@@ -47,6 +47,8 @@ def inspect_message(raw: bytes) -> dict[str, Any]:
         "language_hint": decoded.language,
         **result.metadata,
     }
+    lang = language.detect_article(result.title, result.text)
+    key = dedup.dedup_key(result.text)
     return {
         "title": result.title,
         "text": result.text,
@@ -55,7 +57,18 @@ def inspect_message(raw: bytes) -> dict[str, Any]:
         "removed_counts": result.removed_counts(),
         "word_count": result.word_count,
         "input_kind": result.input_kind,
-        "stages": {cleaner.STAGE_NAME: {"version": cleaner.CLEANER_VERSION, "extractor": result.extractor}},
+        "language": {"code": lang.code, "confidence": lang.confidence},
+        "dedup": {
+            "exact_key": key.exact_key,
+            "signature_version": dedup.SIGNATURE_VERSION,
+            "shingles": key.shingle_count,
+            "bands": len(key.bands),
+        },
+        "stages": {
+            cleaner.STAGE_NAME: {"version": cleaner.CLEANER_VERSION, "extractor": result.extractor},
+            language.STAGE_NAME: {"version": language.STAGE_VERSION, "detector": language.DETECTOR},
+            dedup.STAGE_NAME: {"version": dedup.STAGE_VERSION},
+        },
     }
 
 
@@ -63,7 +76,9 @@ def render(report: dict[str, Any]) -> str:
     if "rejected" in report:
         r = report["rejected"]
         return f"REJECTED ({r['reason']}): {r['detail']}"
-    lines = [f"title: {report['title']}"]
+    lang = report["language"]
+    lines = [f"title: {report['title']}", f"language: {lang['code']} ({lang['confidence']:.2f})",
+             f"exact key: {report['dedup']['exact_key']}"]
     lines += [f"{key}: {value}" for key, value in report["metadata"].items() if value]
     lines.append(f"removed {len(report['removed'])} lines:")
     lines += [f"  - [{r['reason']}] {r['text']}" for r in report["removed"]]

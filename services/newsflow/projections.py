@@ -15,6 +15,7 @@ from newsflow.domain import grouping
 from newsflow.domain.events import (
     ArticleCleaned,
     ArticleDuplicateDetected,
+    ArticleLanguageDetected,
     ArticleNormalized,
     ArticleRejected,
     RecordedEvent,
@@ -31,6 +32,8 @@ async def apply_events(conn: asyncpg.Connection, events: Sequence[RecordedEvent]
     for event in events:
         if event.type in (ArticleCleaned.event_type, ArticleNormalized.event_type):
             await _article_text(conn, event, registry.parse(event))  # type: ignore[arg-type]
+        elif event.type == ArticleLanguageDetected.event_type:
+            await _article_language(conn, registry.parse(event))  # type: ignore[arg-type]
         elif event.type == ArticleDuplicateDetected.event_type:
             await _article_duplicate(conn, registry.parse(event))  # type: ignore[arg-type]
         elif event.type == ArticleRejected.event_type:
@@ -110,6 +113,13 @@ async def _assign_story(
         chosen, seen_at, a.source, a.language_hint, grouping.merge_terms(row["terms"], terms),
     )
     return chosen, score
+
+
+async def _article_language(conn: asyncpg.Connection, d: ArticleLanguageDetected) -> None:
+    await conn.execute(
+        "UPDATE projection.articles SET language = $2, language_confidence = $3 WHERE article_id = $1",
+        d.article_id, None if d.code == "und" else d.code, d.confidence,
+    )
 
 
 async def _article_duplicate(conn: asyncpg.Connection, d: ArticleDuplicateDetected) -> None:

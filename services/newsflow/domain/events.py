@@ -198,6 +198,19 @@ class ArticleCleaned(EventPayload):
 
 
 @registry.register
+class ArticleLanguageDetected(EventPayload):
+    """The language stage's conclusion for one version of an article (``und``: undetermined)."""
+
+    event_type: ClassVar[str] = "ArticleLanguageDetected"
+    article_id: uuid.UUID
+    stage_version: str
+    detector: str
+    code: str
+    confidence: float
+    hint: str | None
+
+
+@registry.register
 class ArticleDedupKeyed(EventPayload):
     """The dedup stage's keys for one version of an article (newsflow.domain.dedup).
 

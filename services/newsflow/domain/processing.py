@@ -8,11 +8,12 @@ import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from newsflow.domain import cleaner, dedup
+from newsflow.domain import cleaner, dedup, language
 from newsflow.domain.contract import CONTRACT_VERSION, RawArticleV1, Rejection, decode_raw_message
 from newsflow.domain.events import (
     ArticleCleaned,
     ArticleDedupKeyed,
+    ArticleLanguageDetected,
     ArticleReceived,
     ArticleRejected,
     NewEvent,
@@ -148,6 +149,20 @@ def clean_record(
         ),
         {"causation": {"kind": "event", "event_id": str(received.event_id)}, "origin": record.causation()},
     )
+    after_cleaning = {"causation": {"kind": "event", "event_id": str(cleaned_event.event_id)}}
+    lang = language.detect_article(cleaned.title, cleaned.text)
+    language_event = NewEvent.of(
+        stream,
+        ArticleLanguageDetected(
+            article_id=article_id,
+            stage_version=language.STAGE_VERSION,
+            detector=language.DETECTOR,
+            code=lang.code,
+            confidence=lang.confidence,
+            hint=msg.language,
+        ),
+        after_cleaning,
+    )
     key = dedup.dedup_key(cleaned.text)
     keyed_event = NewEvent.of(
         stream,
@@ -160,7 +175,7 @@ def clean_record(
             signature=base64.b64encode(key.signature).decode("ascii"),
             bands=list(key.bands),
         ),
-        {"causation": {"kind": "event", "event_id": str(cleaned_event.event_id)}},
+        after_cleaning,
     )
     return Accepted(
         record=record,
@@ -171,7 +186,7 @@ def clean_record(
         source=msg.source,
         chrome_candidates=list(cleaned.chrome_candidates),
         dedup_key=key,
-        events=[received, cleaned_event, keyed_event],
+        events=[received, cleaned_event, language_event, keyed_event],
     )
 
 
