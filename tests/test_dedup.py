@@ -90,6 +90,10 @@ async def test_duplicates_point_at_the_first_seen_article_and_others_do_not(
             r["payload"]["article_id"]: r["payload"]
             for r in await conn.fetch("SELECT payload FROM newsflow.events WHERE type = 'ArticleDuplicateDetected'")
         }
+        entity_runs = {
+            r["payload"]["article_id"]: r["payload"]
+            for r in await conn.fetch("SELECT payload FROM newsflow.events WHERE type = 'ArticleEntitiesExtracted'")
+        }
     original_url = "https://nsnews.invalid/putin-xi"
     assert rows[original_url]["duplicate_of"] is None
     expected_kind = {"exact": "exact", "chrome": "near", "truncated": "near", "edited": "near"}
@@ -102,3 +106,8 @@ async def test_duplicates_point_at_the_first_seen_article_and_others_do_not(
     for m in others:  # the other seeds tell the same story in their own words: not duplicates
         assert rows[str(m["url"])]["duplicate_of"] is None
     assert len(detected) == len(expected_kind)
+    # The exact duplicate did not pay for the entity model: it took the canonical's result, and says so.
+    original_id, exact_id = str(rows[original_url]["id"]), str(rows[str(copies["exact"]["url"])]["id"])
+    assert entity_runs[exact_id]["reused_from"] == original_id
+    assert entity_runs[exact_id]["entities"] == entity_runs[original_id]["entities"]
+    assert [a for a, run in entity_runs.items() if run["reused_from"]] == [exact_id]

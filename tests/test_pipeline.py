@@ -67,7 +67,7 @@ async def test_same_message_twice_yields_one_set_of_events(
         await publish(settings.kafka_bootstrap, settings.raw_topic, [feed], progress=False)
         await wait_until(lambda: reaches(pool, 2, CONSUMED_SQL, settings.consumer_group), what="both deliveries consumed")
     assert await scalar(pool, RECEIVED_SQL) == 1
-    assert await scalar(pool, "SELECT count(*) FROM newsflow.events") == 4  # received, cleaned, language, dedup
+    assert await scalar(pool, "SELECT count(*) FROM newsflow.events") == 5  # received, cleaned, language, dedup, entities
 
 
 async def test_changed_content_for_the_same_url_is_a_revision_and_views_follow_it(
@@ -92,12 +92,14 @@ async def test_changed_content_for_the_same_url_is_a_revision_and_views_follow_i
         title = await conn.fetchval("SELECT title FROM dashboard.articles WHERE url = $1", url)
     assert [t["type"] for t in types] == [
         "ArticleReceived", "ArticleCleaned", "ArticleLanguageDetected", "ArticleDedupKeyed",
+        "ArticleEntitiesExtracted",
         "ArticleReceived", "ArticleRevised", "ArticleCleaned", "ArticleLanguageDetected", "ArticleDedupKeyed",
+        "ArticleEntitiesExtracted",
     ]
-    revised = types[5]["payload"]
+    revised = types[6]["payload"]
     assert revised["revision"] == 2
     assert revised["previous_content_sha256"] == types[0]["payload"]["content_sha256"]
-    assert revised["content_sha256"] == types[4]["payload"]["content_sha256"]
+    assert revised["content_sha256"] == types[5]["payload"]["content_sha256"]
     assert title == "Port strike ends after nine days"
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import uuid
 from collections.abc import Iterable, Sequence
 
 import asyncpg
@@ -20,9 +21,17 @@ import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from newsflow.adapters import chrome_store, dedup_store, kafka, postgres
-from newsflow.domain import dedup, learned_chrome
+from newsflow.domain import dedup, entities, learned_chrome, processing
 from newsflow.domain.contract import RawArticleV1, Rejection
-from newsflow.domain.events import ArticleDuplicateDetected, ArticleRevised, ConsumerOffsetsReset, NewEvent
+from newsflow.domain.events import (
+    ArticleCleaned,
+    ArticleDedupKeyed,
+    ArticleDuplicateDetected,
+    ArticleLanguageDetected,
+    ArticleRevised,
+    ConsumerOffsetsReset,
+    NewEvent,
+)
 from newsflow.domain.offsets import decide_resume
 from newsflow.domain.processing import Accepted, Outcome, Rejected, SourceRecord, clean_record, decode_record, reject
 from newsflow.settings import Settings
@@ -194,6 +203,7 @@ class PipelineWorker:
         # CPU work off the event loop so heartbeats keep flowing; no transaction is open yet.
         decoded = await asyncio.to_thread(_decode_batch, records)
         outcomes = await asyncio.gather(*(self._clean(r, d) for r, d in zip(records, decoded, strict=True)))
+        outcomes = await self._enrich(outcomes)
         rejected = [o for o in outcomes if isinstance(o, Rejected)]
         if rejected:
             # Before the commit: a crash in between re-sends (at-least-once on the DLQ) but never loses one.
@@ -233,6 +243,60 @@ class PipelineWorker:
         except Exception as exc:  # a bug in stage code must not stall the partition: keep the message, say why
             log.exception("stage.failed", topic=record.topic, partition=record.partition, offset=record.offset)
             return reject(record, Rejection("cleaning_crashed", f"{type(exc).__name__}: {exc}"), dlq)
+
+    async def _enrich(self, outcomes: Sequence[Outcome]) -> list[Outcome]:
+        """The expensive stage (entities), paid once per text: exact duplicates reuse the canonical's result.
+
+        The exact-key check here is a read before the append transaction; the
+        transaction re-checks under the append lock, so a duplicate missed here
+        (committed concurrently by another worker) is still recorded as one, it
+        just ran the model itself.
+        """
+        accepted = [o for o in outcomes if isinstance(o, Accepted)]
+        async with self.pool.acquire() as conn:
+            known = await dedup_store.entities_by_exact_key(conn, [o.dedup_key.exact_key for o in accepted])
+        first_in_batch: dict[str, Accepted] = {}
+        runs: dict[uuid.UUID, asyncio.Task[NewEvent]] = {}
+        for o in accepted:
+            key = o.dedup_key.exact_key
+            if key not in known and key not in first_in_batch:
+                first_in_batch[key] = o
+                runs[o.article_id] = asyncio.ensure_future(self._extract_entities(o))
+        results: list[Outcome] = []
+        for o in outcomes:
+            if not isinstance(o, Accepted):
+                results.append(o)
+                continue
+            key = o.dedup_key.exact_key
+            if o.article_id in runs:
+                event = await runs[o.article_id]
+            elif key in known:
+                canonical_id, payload = known[key]
+                event = processing.entities_event(
+                    o, entities.Entities(payload["supported"], payload["entities"]), reused_from=canonical_id
+                )
+            else:
+                canonical = first_in_batch[key]
+                payload = (await runs[canonical.article_id]).payload
+                event = processing.entities_event(
+                    o, entities.Entities(payload["supported"], payload["entities"]),
+                    reused_from=canonical.article_id, failure=payload.get("failure"),
+                )
+            results.append(o.with_event(event))
+        return results
+
+    async def _extract_entities(self, o: Accepted) -> NewEvent:
+        text = o.event(ArticleCleaned.event_type).payload["text"]
+        code = o.event(ArticleLanguageDetected.event_type).payload["code"]
+        if code not in entities.SUPPORTED_LANGUAGES:
+            return processing.entities_event(o, entities.Entities(False, []))
+        try:
+            return processing.entities_event(o, await self.runner.run(entities.extract, text, code))
+        except (StageTimeout, StageCrashed) as exc:
+            return processing.entities_event(o, None, failure=str(exc))
+        except Exception as exc:  # keep the article; say why it has no entities
+            log.exception("stage.failed", stage=entities.STAGE_NAME, article_id=str(o.article_id))
+            return processing.entities_event(o, None, failure=f"{type(exc).__name__}: {exc}")
 
     async def _events_for(
         self, conn: asyncpg.Connection, outcomes: Sequence[Outcome]
@@ -293,7 +357,7 @@ class PipelineWorker:
         )
         log.info("record.duplicate", article_id=str(o.article_id), kind=found.kind,
                  canonical=str(found.canonical_id), similarity=event.similarity)
-        keyed = o.events[-1]
+        keyed = o.event(ArticleDedupKeyed.event_type)
         return [NewEvent.of(o.stream_id, event, {"causation": {"kind": "event", "event_id": str(keyed.event_id)}})]
 
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import asyncpg
 
 from newsflow.domain import dedup
+from newsflow.domain.events import ArticleEntitiesExtracted
+from newsflow.domain.identity import ARTICLE_STREAM_PREFIX
 
 MAX_CANDIDATES = 200  # most band-sharing articles compared per lookup, most shared bands first
 
@@ -25,6 +27,28 @@ class Duplicate:
     matched_id: uuid.UUID
     similarity: float
     containment: float | None
+
+
+async def entities_by_exact_key(
+    conn: asyncpg.Connection, exact_keys: list[str]
+) -> dict[str, tuple[uuid.UUID, dict[str, object]]]:
+    """For exact keys already stored: the first-seen article with that key and its latest entity results."""
+    rows = await conn.fetch(
+        """
+        SELECT DISTINCT ON (d.exact_key) d.exact_key, d.article_id, e.payload
+        FROM newsflow.dedup_articles d
+        JOIN LATERAL (
+            SELECT payload FROM newsflow.events
+            WHERE stream_id = $2 || d.article_id::text AND type = $3
+                  AND payload->>'failure' IS NULL
+            ORDER BY stream_version DESC LIMIT 1
+        ) AS e ON true
+        WHERE d.exact_key = ANY($1::text[])
+        ORDER BY d.exact_key, d.seen_seq
+        """,
+        list(set(exact_keys)), ARTICLE_STREAM_PREFIX, ArticleEntitiesExtracted.event_type,
+    )
+    return {r["exact_key"]: (r["article_id"], r["payload"]) for r in rows}
 
 
 async def find_duplicate(conn: asyncpg.Connection, article_id: uuid.UUID, key: dedup.DedupKey) -> Duplicate | None:

@@ -210,6 +210,36 @@ class ArticleLanguageDetected(EventPayload):
     hint: str | None
 
 
+class ExtractedEntity(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str
+    type: Literal["person", "org", "place"]
+    count: int
+    first_offset: int
+    aliases: list[str]
+
+
+@registry.register
+class ArticleEntitiesExtracted(EventPayload):
+    """People, organizations and places of one article version, with canonical names.
+
+    ``supported`` is false when no model exists for the article's language (nothing
+    is extracted then). ``reused_from`` names the canonical article whose results an
+    exact duplicate took instead of running the model again. ``failure`` says why a
+    run produced nothing (e.g. it overran the stage timeout); the article itself stays.
+    """
+
+    event_type: ClassVar[str] = "ArticleEntitiesExtracted"
+    article_id: uuid.UUID
+    stage_version: str
+    model: str
+    language: str
+    supported: bool
+    entities: list[ExtractedEntity]
+    reused_from: uuid.UUID | None = None
+    failure: str | None = None
+
+
 @registry.register
 class ArticleDedupKeyed(EventPayload):
     """The dedup stage's keys for one version of an article (newsflow.domain.dedup).

@@ -13,8 +13,11 @@ def article_id_for(url: str) -> uuid.UUID:
     return uuid.uuid5(_NAMESPACE, url.strip())
 
 
+ARTICLE_STREAM_PREFIX = "article-"
+
+
 def article_stream(article_id: uuid.UUID) -> str:
-    return f"article-{article_id}"
+    return f"{ARTICLE_STREAM_PREFIX}{article_id}"
 
 
 def story_id_for(first_article_id: uuid.UUID) -> uuid.UUID:

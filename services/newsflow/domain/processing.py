@@ -6,13 +6,14 @@ import base64
 import json
 import uuid
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from newsflow.domain import cleaner, dedup, language
+from newsflow.domain import cleaner, dedup, entities, language
 from newsflow.domain.contract import CONTRACT_VERSION, RawArticleV1, Rejection, decode_raw_message
 from newsflow.domain.events import (
     ArticleCleaned,
     ArticleDedupKeyed,
+    ArticleEntitiesExtracted,
     ArticleLanguageDetected,
     ArticleReceived,
     ArticleRejected,
@@ -63,6 +64,12 @@ class Accepted:
     chrome_candidates: list[str]
     dedup_key: dedup.DedupKey
     events: list[NewEvent]
+
+    def event(self, event_type: str) -> NewEvent:
+        return next(e for e in self.events if e.type == event_type)
+
+    def with_event(self, event: NewEvent) -> "Accepted":
+        return replace(self, events=[*self.events, event])
 
 
 @dataclass(frozen=True)
@@ -190,11 +197,27 @@ def clean_record(
     )
 
 
-def process_record(
-    record: SourceRecord, dead_letter_topic: str, learned: Collection[str] = ()
-) -> Accepted | Rejected:
-    """Decode and clean in one call, in the current process (tests, `newsflow inspect`)."""
-    decoded = decode_record(record)
-    if isinstance(decoded, Rejection):
-        return reject(record, decoded, dead_letter_topic)
-    return clean_record(record, decoded, learned, dead_letter_topic)
+def entities_event(
+    accepted: Accepted,
+    found: entities.Entities | None,
+    *,
+    reused_from: uuid.UUID | None = None,
+    failure: str | None = None,
+) -> NewEvent:
+    """The entity stage's event for an article, from a model run, a reuse, or a failure."""
+    language_code = accepted.event(ArticleLanguageDetected.event_type).payload["code"]
+    payload = ArticleEntitiesExtracted(
+        article_id=accepted.article_id,
+        stage_version=entities.STAGE_VERSION,
+        model=entities.MODEL,
+        language=language_code,
+        supported=language_code in entities.SUPPORTED_LANGUAGES,
+        entities=found.entities if found else [],  # type: ignore[arg-type]
+        reused_from=reused_from,
+        failure=failure,
+    )
+    cleaned = accepted.event(ArticleCleaned.event_type)
+    return NewEvent.of(
+        accepted.stream_id, payload, {"causation": {"kind": "event", "event_id": str(cleaned.event_id)}}
+    )
+

@@ -1,0 +1,50 @@
+"""Named entities with canonical names, on the seeds (English spaCy model, loaded offline)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from newsflow.domain.entities import extract
+from test_cleaning import cleaned, seed_message
+
+
+def entities_of(name: str) -> dict[str, dict[str, Any]]:
+    result = extract(cleaned(seed_message(name)).text, "en")
+    assert result.supported
+    return {e["name"]: e for e in result.entities}
+
+
+def test_short_mentions_and_acronyms_resolve_to_the_full_name() -> None:
+    found = entities_of("000_0a4c76719d70d0cd.txt")
+    putin, xi = found["Vladimir Putin"], found["Xi Jinping"]
+    assert putin["type"] == xi["type"] == "person"
+    assert "Putin" in putin["aliases"] and "Xi" in xi["aliases"]
+    assert putin["count"] >= 8 and xi["count"] >= 6  # every "Putin" and "Xi" counted on the full name
+    sco = found["Shanghai Cooperation Organization"]
+    assert sco["type"] == "org" and "SCO" in sco["aliases"] and sco["count"] >= 3
+    assert found["Agence France-Presse"]["aliases"] == ["AFP"]
+    assert found["Ebrahim Raisi"]["type"] == "person"  # the model's "Raisi" place tag is overruled
+    assert found["Samarkand"]["type"] == "place"
+    for short in ("Putin", "Xi", "SCO", "Raisi", "AFP"):
+        assert short not in found, f"{short} should be folded into its full name"
+    text = cleaned(seed_message("000_0a4c76719d70d0cd.txt")).text
+    assert text[putin["first_offset"]:].startswith("Vladimir Putin")
+
+
+def test_titles_and_honorifics_are_stripped() -> None:
+    found = entities_of("001_698f00567ab2257d.txt")  # "Chinese President Xi Jinping", "Mr. Putin"
+    assert "Xi Jinping" in found and "Vladimir Putin" in found
+    assert not any(n.startswith(("President", "Chinese President", "Mr")) for n in found)
+    assert found["United States"]["type"] == "place" and "US" in found["United States"]["aliases"]
+
+
+def test_entities_only_in_chrome_are_not_extracted() -> None:
+    found = entities_of("001_698f00567ab2257d.txt")
+    # The teaser headlines after the article: "Pope Francis: ...", "Wheat farmers in Argentina ..."
+    assert "Argentina" not in found and "Francis" not in found and "Pope Francis" not in found
+    assert not any("Leave a Reply" in n or "Previous Post" in n for n in found)
+
+
+def test_other_languages_are_marked_unsupported_not_guessed() -> None:
+    result = extract("Le président Emmanuel Macron a rencontré Olaf Scholz à Paris jeudi.", "fr")
+    assert not result.supported and result.entities == []
