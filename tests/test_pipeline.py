@@ -50,9 +50,23 @@ async def test_seed_articles_flow_into_events_and_dashboard_views(settings: Sett
     try:
         stories = await dash.fetch("SELECT * FROM dashboard.stories")
         articles = await dash.fetch("SELECT * FROM dashboard.articles")
+        entities = {r["name"]: r for r in await dash.fetch("SELECT * FROM dashboard.entities")}
+        daily = await dash.fetch(
+            "SELECT day, articles FROM dashboard.entity_daily WHERE name = 'Vladimir Putin' ORDER BY day"
+        )
+        mentions = await dash.fetch("SELECT DISTINCT source FROM dashboard.entity_mentions WHERE name = 'Xi Jinping'")
     finally:
         await dash.close()
     assert len(articles) == 5 and all(a["story_id"] for a in articles)
+    assert {a["language"] for a in articles} == {"en"} and all(a["duplicate_of"] is None for a in articles)
+    # One registry entry per real-world entity across the five articles, whatever each article called it.
+    assert entities["Vladimir Putin"]["article_count"] == 5 and entities["Xi Jinping"]["article_count"] == 5
+    assert {"Putin", "Xi"} <= set(entities["Vladimir Putin"]["aliases"]) | set(entities["Xi Jinping"]["aliases"])
+    sco = entities["Shanghai Cooperation Organization"]
+    assert sco["type"] == "org" and "SCO" in sco["aliases"] and sco["article_count"] == 5
+    assert not any(n in entities for n in ("Putin", "Xi", "SCO", "Argentina"))
+    assert [(d["day"].date().isoformat(), d["articles"]) for d in daily] == [("2022-09-08", 1), ("2022-09-15", 4)]
+    assert len(mentions) == 5
     assert sum(s["article_count"] for s in stories) == 5
     assert {a["source"] for a in articles} == {"Ns News Online", "DV", "Balkan Travellers", "La Verdad", "RES-EAP"}
 

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,11 @@ def _parser() -> argparse.ArgumentParser:
     ev_ex = ev_sub.add_parser("extraction", help="main-text extraction vs bare trafilatura")
     ev_ex.add_argument("dir", type=Path, help="the extraction-benchmark directory (scrapinghub-aeb/, trafilatura-eval/)")
     ev_ex.add_argument("--limit", type=int, help="pages per benchmark (default: all)")
+
+    rep = sub.add_parser("reprocess", help="run one stage again over stored articles, appending new events")
+    rep.add_argument("--stage", required=True, choices=["clean", "language", "entities"])
+    rep.add_argument("--since", type=datetime.fromisoformat,
+                     help="only articles whose stage input was recorded at or after this ISO time")
 
     chrome = sub.add_parser("chrome", help="per-source learned chrome")
     chrome_sub = chrome.add_subparsers(dest="action", required=True)
@@ -193,6 +199,22 @@ async def _cmd_eval(settings: Settings, args: argparse.Namespace) -> None:
     print(json.dumps(report))
 
 
+async def _cmd_reprocess(settings: Settings, args: argparse.Namespace) -> None:
+    from newsflow.adapters import postgres
+    from newsflow.reprocess import reprocess
+    from newsflow.stage_runner import StageRunner
+
+    pool = await postgres.create_pool(settings.database_url, settings.db_pool_size)
+    runner = StageRunner(settings.stage_workers, settings.stage_timeout_s, settings.stage_memory_mb)
+    try:
+        await runner.start()
+        n = await reprocess(pool, runner, args.stage, args.since, progress=sys.stderr.isatty())
+    finally:
+        runner.close()
+        await pool.close()
+    print(f"reprocess {args.stage}: appended {n} events", file=sys.stderr)
+
+
 async def _cmd_chrome(settings: Settings, args: argparse.Namespace) -> None:
     from newsflow.adapters import chrome_store, postgres
 
@@ -220,6 +242,7 @@ COMMANDS = {
     "inspect": _cmd_inspect,
     "eval": _cmd_eval,
     "chrome": _cmd_chrome,
+    "reprocess": _cmd_reprocess,
 }
 
 

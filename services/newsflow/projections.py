@@ -11,13 +11,16 @@ from datetime import timedelta
 
 import asyncpg
 
+from newsflow import entity_registry
 from newsflow.domain import grouping
 from newsflow.domain.events import (
     ArticleCleaned,
     ArticleDuplicateDetected,
+    ArticleEntitiesExtracted,
     ArticleLanguageDetected,
     ArticleNormalized,
     ArticleRejected,
+    ArticleRevised,
     RecordedEvent,
     registry,
 )
@@ -32,8 +35,12 @@ async def apply_events(conn: asyncpg.Connection, events: Sequence[RecordedEvent]
     for event in events:
         if event.type in (ArticleCleaned.event_type, ArticleNormalized.event_type):
             await _article_text(conn, event, registry.parse(event))  # type: ignore[arg-type]
+        elif event.type == ArticleRevised.event_type:
+            await _article_revised(conn, registry.parse(event))  # type: ignore[arg-type]
         elif event.type == ArticleLanguageDetected.event_type:
             await _article_language(conn, registry.parse(event))  # type: ignore[arg-type]
+        elif event.type == ArticleEntitiesExtracted.event_type:
+            await entity_registry.apply(conn, registry.parse(event))  # type: ignore[arg-type]
         elif event.type == ArticleDuplicateDetected.event_type:
             await _article_duplicate(conn, registry.parse(event))  # type: ignore[arg-type]
         elif event.type == ArticleRejected.event_type:
@@ -63,10 +70,7 @@ async def _article_text(
         ON CONFLICT (article_id) DO UPDATE SET
             title = EXCLUDED.title, lead = EXCLUDED.lead, word_count = EXCLUDED.word_count,
             language_hint = EXCLUDED.language_hint, published_at = EXCLUDED.published_at,
-            fetched_at = EXCLUDED.fetched_at, revision = projection.articles.revision + 1,
-            last_position = EXCLUDED.last_position,
-            -- a new version is judged afresh: a DuplicateDetected event follows if it still repeats one
-            duplicate_of = NULL, duplicate_of_url = NULL, duplicate_kind = NULL, duplicate_similarity = NULL
+            fetched_at = EXCLUDED.fetched_at, last_position = EXCLUDED.last_position
         """,
         a.article_id, a.url, a.source, a.title, _lead(a.text), a.word_count, a.language_hint,
         a.published_at, a.fetched_at, seen_at, story_id, score, event.position,
@@ -113,6 +117,18 @@ async def _assign_story(
         chosen, seen_at, a.source, a.language_hint, grouping.merge_terms(row["terms"], terms),
     )
     return chosen, score
+
+
+async def _article_revised(conn: asyncpg.Connection, r: ArticleRevised) -> None:
+    # A new version is judged afresh: a DuplicateDetected event follows if it still repeats an article.
+    await conn.execute(
+        """
+        UPDATE projection.articles SET revision = $2,
+            duplicate_of = NULL, duplicate_of_url = NULL, duplicate_kind = NULL, duplicate_similarity = NULL
+        WHERE article_id = $1
+        """,
+        r.article_id, r.revision,
+    )
 
 
 async def _article_language(conn: asyncpg.Connection, d: ArticleLanguageDetected) -> None:

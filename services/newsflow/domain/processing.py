@@ -111,10 +111,69 @@ def decode_record(record: SourceRecord) -> RawArticleV1 | Rejection:
     return decode_raw_message(record.value)
 
 
+def cleaned_payload(article_id: uuid.UUID, msg: RawArticleV1, cleaned: cleaner.Cleaned) -> ArticleCleaned:
+    return ArticleCleaned(
+        article_id=article_id,
+        stage_version=cleaner.CLEANER_VERSION,
+        url=msg.url,
+        source=msg.source,
+        title=cleaned.title,
+        text=cleaned.text,
+        word_count=cleaned.word_count,
+        published_at=msg.published_at,
+        fetched_at=msg.fetched_at,
+        language_hint=msg.language,
+        input_kind=cleaned.input_kind,
+        extractor=cleaned.extractor,
+        metadata=cleaned.metadata,
+        removed=[
+            RemovedLine(text=r.text[:REMOVED_TEXT_CHARS], reason=r.reason) for r in cleaned.removed[:MAX_REMOVED_LINES]
+        ],
+        removed_counts=cleaned.removed_counts(),
+        chrome_candidates=list(cleaned.chrome_candidates),
+    )
+
+
+def language_payload(article_id: uuid.UUID, title: str | None, text: str, hint: str | None) -> ArticleLanguageDetected:
+    lang = language.detect_article(title, text)
+    return ArticleLanguageDetected(
+        article_id=article_id,
+        stage_version=language.STAGE_VERSION,
+        detector=language.DETECTOR,
+        code=lang.code,
+        confidence=lang.confidence,
+        hint=hint,
+    )
+
+
+def entities_payload(
+    article_id: uuid.UUID,
+    language_code: str,
+    found: entities.Entities | None,
+    *,
+    reused_from: uuid.UUID | None = None,
+    failure: str | None = None,
+) -> ArticleEntitiesExtracted:
+    return ArticleEntitiesExtracted(
+        article_id=article_id,
+        stage_version=entities.STAGE_VERSION,
+        model=entities.MODEL,
+        language=language_code,
+        supported=language_code in entities.SUPPORTED_LANGUAGES,
+        entities=found.entities if found else [],  # type: ignore[arg-type]
+        reused_from=reused_from,
+        failure=failure,
+    )
+
+
+def caused_by(event_id: uuid.UUID) -> Payload:
+    return {"causation": {"kind": "event", "event_id": str(event_id)}}
+
+
 def clean_record(
     record: SourceRecord, msg: RawArticleV1, learned: Collection[str], dead_letter_topic: str
 ) -> Accepted | Rejected:
-    """The cleaning stage for one validated message, and the events it yields. Runs in a stage worker."""
+    """The cleaning stage and the cheap enrichment stages for one validated message. Runs in a stage worker."""
     cleaned = cleaner.clean_article(msg, learned)
     if isinstance(cleaned, cleaner.CleaningFailure):
         return reject(record, Rejection(cleaned.reason, cleaned.detail), dead_letter_topic)  # type: ignore[arg-type]
@@ -133,42 +192,13 @@ def clean_record(
     )
     cleaned_event = NewEvent.of(
         stream,
-        ArticleCleaned(
-            article_id=article_id,
-            stage_version=cleaner.CLEANER_VERSION,
-            url=msg.url,
-            source=msg.source,
-            title=cleaned.title,
-            text=cleaned.text,
-            word_count=cleaned.word_count,
-            published_at=msg.published_at,
-            fetched_at=msg.fetched_at,
-            language_hint=msg.language,
-            input_kind=cleaned.input_kind,
-            extractor=cleaned.extractor,
-            metadata=cleaned.metadata,
-            removed=[
-                RemovedLine(text=r.text[:REMOVED_TEXT_CHARS], reason=r.reason)
-                for r in cleaned.removed[:MAX_REMOVED_LINES]
-            ],
-            removed_counts=cleaned.removed_counts(),
-            chrome_candidates=list(cleaned.chrome_candidates),
-        ),
-        {"causation": {"kind": "event", "event_id": str(received.event_id)}, "origin": record.causation()},
+        cleaned_payload(article_id, msg, cleaned),
+        {**caused_by(received.event_id), "origin": record.causation()},
     )
-    after_cleaning = {"causation": {"kind": "event", "event_id": str(cleaned_event.event_id)}}
-    lang = language.detect_article(cleaned.title, cleaned.text)
     language_event = NewEvent.of(
         stream,
-        ArticleLanguageDetected(
-            article_id=article_id,
-            stage_version=language.STAGE_VERSION,
-            detector=language.DETECTOR,
-            code=lang.code,
-            confidence=lang.confidence,
-            hint=msg.language,
-        ),
-        after_cleaning,
+        language_payload(article_id, cleaned.title, cleaned.text, msg.language),
+        caused_by(cleaned_event.event_id),
     )
     key = dedup.dedup_key(cleaned.text)
     keyed_event = NewEvent.of(
@@ -182,7 +212,7 @@ def clean_record(
             signature=base64.b64encode(key.signature).decode("ascii"),
             bands=list(key.bands),
         ),
-        after_cleaning,
+        caused_by(cleaned_event.event_id),
     )
     return Accepted(
         record=record,
@@ -206,18 +236,5 @@ def entities_event(
 ) -> NewEvent:
     """The entity stage's event for an article, from a model run, a reuse, or a failure."""
     language_code = accepted.event(ArticleLanguageDetected.event_type).payload["code"]
-    payload = ArticleEntitiesExtracted(
-        article_id=accepted.article_id,
-        stage_version=entities.STAGE_VERSION,
-        model=entities.MODEL,
-        language=language_code,
-        supported=language_code in entities.SUPPORTED_LANGUAGES,
-        entities=found.entities if found else [],  # type: ignore[arg-type]
-        reused_from=reused_from,
-        failure=failure,
-    )
-    cleaned = accepted.event(ArticleCleaned.event_type)
-    return NewEvent.of(
-        accepted.stream_id, payload, {"causation": {"kind": "event", "event_id": str(cleaned.event_id)}}
-    )
-
+    payload = entities_payload(accepted.article_id, language_code, found, reused_from=reused_from, failure=failure)
+    return NewEvent.of(accepted.stream_id, payload, caused_by(accepted.event(ArticleCleaned.event_type).event_id))
