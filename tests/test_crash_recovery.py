@@ -34,7 +34,7 @@ def worker_process(settings: Settings, state_dir: Path) -> subprocess.Popen[byte
         "NEWSFLOW_DLQ_TOPIC": settings.dlq_topic,
         "NEWSFLOW_CONSUMER_GROUP": settings.consumer_group,
         "NEWSFLOW_BATCH_MAX_RECORDS": "50",
-        "NEWSFLOW_LOG_LEVEL": "warning",
+        "NEWSFLOW_LOG_LEVEL": os.environ.get("NF_TEST_WORKER_LOG", "warning"),
         "NEWSFLOW_STATE_DIR": str(state_dir),
     }
     return subprocess.Popen([sys.executable, "-m", "newsflow", "run", "pipeline"], env=env)
@@ -53,7 +53,7 @@ async def test_sigkill_mid_batch_then_restart_accounts_for_every_message_once(
                     "url": f"https://wire.example/{i}",
                     "source": f"outlet-{i % 7}",
                     "fetched_at": "2022-09-15T10:00:00+00:00",
-                    "text": f"Headline {i}\n\n" + PARAGRAPH * 30 + f"Item {i}.",
+                    "text": f"Headline {i}\n\n" + PARAGRAPH * 4 + f"Item {i}.",
                 }
                 fh.write(json.dumps(msg) + "\n")
     await kafka.ensure_topics(settings.kafka_bootstrap, [(settings.raw_topic, 4), (settings.dlq_topic, 1)])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 
@@ -42,6 +43,19 @@ log = structlog.get_logger(__name__)
 
 def _decode_batch(records: Sequence[SourceRecord]) -> list[RawArticleV1 | Rejection]:
     return [decode_record(r) for r in records]
+
+
+class _PhaseTimer:
+    """Wall time per phase of a batch, for the batch.committed log line (and the benchmark)."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.laps[phase] = round((now - self._last) * 1000, 1)
+        self._last = now
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -200,10 +214,14 @@ class PipelineWorker:
         if learned:
             log.info("chrome.learned", new_lines=learned, total=len(self.learned))
         records = [r for r in records if not _already_applied(r, done.get(r.partition))]
+        timer = _PhaseTimer()
         # CPU work off the event loop so heartbeats keep flowing; no transaction is open yet.
         decoded = await asyncio.to_thread(_decode_batch, records)
+        timer.lap("decode")
         outcomes = await asyncio.gather(*(self._clean(r, d) for r, d in zip(records, decoded, strict=True)))
+        timer.lap("clean")
         outcomes = await self._enrich(outcomes)
+        timer.lap("entities")
         rejected = [o for o in outcomes if isinstance(o, Rejected)]
         if rejected:
             # Before the commit: a crash in between re-sends (at-least-once on the DLQ) but never loses one.
@@ -219,6 +237,7 @@ class PipelineWorker:
             for o in to_apply:
                 next_offsets[o.record.partition] = max(next_offsets.get(o.record.partition, 0), o.record.offset + 1)
             await postgres.save_offsets(conn, s.consumer_group, s.raw_topic, next_offsets, self.cluster_id)
+        timer.lap("commit")
         self.batches += 1
         log.info(
             "batch.committed",
@@ -227,6 +246,7 @@ class PipelineWorker:
             rejected=sum(isinstance(o, Rejected) for o in to_apply),
             events=len(events),
             offsets=next_offsets,
+            ms=timer.laps,
         )
 
     async def _clean(self, record: SourceRecord, decoded: RawArticleV1 | Rejection) -> Outcome:

@@ -93,7 +93,13 @@ async def find_duplicate(conn: asyncpg.Connection, article_id: uuid.UUID, key: d
 async def register(
     conn: asyncpg.Connection, article_id: uuid.UUID, url: str, key: dedup.DedupKey, duplicate: Duplicate | None
 ) -> None:
-    """Store this version's keys. Exact duplicates add no bands: their canonical's bands find them."""
+    """Store this version's keys. Only canonical articles add LSH bands.
+
+    A duplicate's text is close to its canonical's, whose bands already find it;
+    adding its bands too would grow the bucket of a story copied a thousand times
+    by a thousand rows and make every lookup on it slower. The price: a copy of a
+    copy that drifted away from the original is compared only with the original.
+    """
     canonical = duplicate.canonical_id if duplicate else article_id
     await conn.execute(
         """
@@ -108,7 +114,7 @@ async def register(
         article_id, url, dedup.SIGNATURE_VERSION, key.exact_key, key.shingle_count, key.signature, canonical,
     )
     await conn.execute("DELETE FROM newsflow.dedup_bands WHERE article_id = $1", article_id)
-    if duplicate is None or duplicate.kind != "exact":
+    if duplicate is None:
         await conn.execute(
             "INSERT INTO newsflow.dedup_bands (band_hash, article_id)"
             " SELECT DISTINCT unnest($1::bigint[]), $2::uuid ON CONFLICT DO NOTHING",
