@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     ev_ex = ev_sub.add_parser("extraction", help="main-text extraction vs bare trafilatura")
     ev_ex.add_argument("dir", type=Path, help="the extraction-benchmark directory (scrapinghub-aeb/, trafilatura-eval/)")
     ev_ex.add_argument("--limit", type=int, help="pages per benchmark (default: all)")
+    ev_en = ev_sub.add_parser("enrichment", help="language, entity and dedup quality")
+    ev_en.add_argument("dir", type=Path, nargs="?",
+                       help="the shared data directory (langid/, story-clusters/); entities need only the repository")
 
     rep = sub.add_parser("reprocess", help="run one stage again over stored articles, appending new events")
     rep.add_argument("--stage", required=True, choices=["clean", "language", "entities"])
@@ -188,8 +191,11 @@ async def _cmd_inspect(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def _cmd_eval(settings: Settings, args: argparse.Namespace) -> None:
-    from newsflow.evaluation import extraction
+    from newsflow.evaluation import enrichment, extraction
 
+    if args.target == "enrichment":
+        print(json.dumps(await asyncio.to_thread(enrichment.evaluate, args.dir), ensure_ascii=False, indent=2))
+        return
     report = await asyncio.to_thread(extraction.evaluate, args.dir, args.limit)
     for bench, scores in report.items():
         if isinstance(scores, dict):
