@@ -7,9 +7,10 @@ from pathlib import Path
 
 import asyncpg
 
-from conftest import SEEDS, reaches, running_daemon, wait_until
+from conftest import SEEDS, reaches, running_daemon, scalar, wait_until
 from newsflow.domain import dedup
 from newsflow.publisher import publish
+from newsflow.reprocess import reprocess
 from newsflow.settings import Settings
 
 MANIFEST = json.loads((SEEDS / "manifest.json").read_text())["files"]
@@ -84,12 +85,20 @@ async def test_duplicates_point_at_the_first_seen_article_and_others_do_not(
         await wait_until(lambda: reaches(pool, 1, "SELECT count(*) FROM dashboard.articles"), what="the original")
         await publish(settings.kafka_bootstrap, settings.raw_topic, [rest], progress=False)
         await wait_until(lambda: reaches(pool, 9, "SELECT count(*) FROM dashboard.articles"), what="all articles")
+        await wait_until(lambda: reaches(pool, 4, "SELECT count(*) FROM dashboard.articles WHERE duplicate_of IS NOT NULL"),
+                         what="duplicates projected")
+        # Re-keying every stored article in first-seen order reaches the same conclusions.
+        assert await reprocess(pool, None, "dedup") == 9 + 4
+        head = await scalar(pool, "SELECT max(position) FROM newsflow.events")
+        await wait_until(lambda: reaches(pool, head, "SELECT position FROM newsflow.checkpoints"
+                                                     " WHERE name = 'projection.stories'"), what="projection caught up")
     async with pool.acquire() as conn:
         rows = {r["url"]: r for r in await conn.fetch("SELECT * FROM dashboard.articles")}
-        detected = {
-            r["payload"]["article_id"]: r["payload"]
-            for r in await conn.fetch("SELECT payload FROM newsflow.events WHERE type = 'ArticleDuplicateDetected'")
-        }
+        all_detected = await conn.fetch(
+            "SELECT payload FROM newsflow.events WHERE type = 'ArticleDuplicateDetected' ORDER BY position"
+        )
+        detected = {r["payload"]["article_id"]: r["payload"] for r in all_detected[:4]}
+        redetected = {r["payload"]["article_id"]: r["payload"] for r in all_detected[4:]}
         entity_runs = {
             r["payload"]["article_id"]: r["payload"]
             for r in await conn.fetch("SELECT payload FROM newsflow.events WHERE type = 'ArticleEntitiesExtracted'")
@@ -106,6 +115,9 @@ async def test_duplicates_point_at_the_first_seen_article_and_others_do_not(
     for m in others:  # the other seeds tell the same story in their own words: not duplicates
         assert rows[str(m["url"])]["duplicate_of"] is None
     assert len(detected) == len(expected_kind)
+    assert {a: (d["kind"], d["canonical_url"]) for a, d in redetected.items()} == {
+        a: (d["kind"], d["canonical_url"]) for a, d in detected.items()
+    }
     # The exact duplicate did not pay for the entity model: it took the canonical's result, and says so.
     original_id, exact_id = str(rows[original_url]["id"]), str(rows[str(copies["exact"]["url"])]["id"])
     assert entity_runs[exact_id]["reused_from"] == original_id

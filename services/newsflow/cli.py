@@ -58,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="the shared data directory (langid/, story-clusters/); entities need only the repository")
 
     rep = sub.add_parser("reprocess", help="run one stage again over stored articles, appending new events")
-    rep.add_argument("--stage", required=True, choices=["clean", "language", "entities"])
+    rep.add_argument("--stage", required=True, choices=["clean", "language", "entities", "dedup"])
     rep.add_argument("--since", type=datetime.fromisoformat,
                      help="only articles whose stage input was recorded at or after this ISO time")
 

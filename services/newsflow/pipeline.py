@@ -22,12 +22,11 @@ import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from newsflow.adapters import chrome_store, dedup_store, kafka, postgres
-from newsflow.domain import dedup, entities, learned_chrome, processing
+from newsflow.domain import entities, learned_chrome, processing
 from newsflow.domain.contract import RawArticleV1, Rejection
 from newsflow.domain.events import (
     ArticleCleaned,
     ArticleDedupKeyed,
-    ArticleDuplicateDetected,
     ArticleLanguageDetected,
     ArticleRevised,
     ConsumerOffsetsReset,
@@ -361,24 +360,9 @@ class PipelineWorker:
 
     async def _dedup(self, conn: asyncpg.Connection, o: Accepted) -> list[NewEvent]:
         """Look the article up among everything committed before it, and register its keys."""
-        found = await dedup_store.find_duplicate(conn, o.article_id, o.dedup_key)
-        await dedup_store.register(conn, o.article_id, o.url, o.dedup_key, found)
-        if found is None:
-            return []
-        event = ArticleDuplicateDetected(
-            article_id=o.article_id,
-            stage_version=dedup.STAGE_VERSION,
-            kind=found.kind,  # type: ignore[arg-type]
-            canonical_article_id=found.canonical_id,
-            canonical_url=found.canonical_url,
-            matched_article_id=found.matched_id,
-            similarity=round(found.similarity, 4),
-            containment=None if found.containment is None else round(found.containment, 4),
-        )
-        log.info("record.duplicate", article_id=str(o.article_id), kind=found.kind,
-                 canonical=str(found.canonical_id), similarity=event.similarity)
         keyed = o.event(ArticleDedupKeyed.event_type)
-        return [NewEvent.of(o.stream_id, event, {"causation": {"kind": "event", "event_id": str(keyed.event_id)}})]
+        event = await dedup_store.judge(conn, o.article_id, o.stream_id, o.url, o.dedup_key, keyed.event_id)
+        return [event] if event else []
 
 
 def _already_applied(record: SourceRecord, stored: asyncpg.Record | None) -> bool:

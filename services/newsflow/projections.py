@@ -15,6 +15,7 @@ from newsflow import entity_registry
 from newsflow.domain import grouping
 from newsflow.domain.events import (
     ArticleCleaned,
+    ArticleDedupKeyed,
     ArticleDuplicateDetected,
     ArticleEntitiesExtracted,
     ArticleLanguageDetected,
@@ -37,6 +38,8 @@ async def apply_events(conn: asyncpg.Connection, events: Sequence[RecordedEvent]
             await _article_text(conn, event, registry.parse(event))  # type: ignore[arg-type]
         elif event.type == ArticleRevised.event_type:
             await _article_revised(conn, registry.parse(event))  # type: ignore[arg-type]
+        elif event.type == ArticleDedupKeyed.event_type:
+            await _article_keyed(conn, registry.parse(event))  # type: ignore[arg-type]
         elif event.type == ArticleLanguageDetected.event_type:
             await _article_language(conn, registry.parse(event))  # type: ignore[arg-type]
         elif event.type == ArticleEntitiesExtracted.event_type:
@@ -120,14 +123,18 @@ async def _assign_story(
 
 
 async def _article_revised(conn: asyncpg.Connection, r: ArticleRevised) -> None:
-    # A new version is judged afresh: a DuplicateDetected event follows if it still repeats an article.
+    await conn.execute("UPDATE projection.articles SET revision = $2 WHERE article_id = $1", r.article_id, r.revision)
+
+
+async def _article_keyed(conn: asyncpg.Connection, k: ArticleDedupKeyed) -> None:
+    # New keys are judged afresh: a DuplicateDetected event follows if the article still repeats one.
     await conn.execute(
         """
-        UPDATE projection.articles SET revision = $2,
+        UPDATE projection.articles SET
             duplicate_of = NULL, duplicate_of_url = NULL, duplicate_kind = NULL, duplicate_similarity = NULL
         WHERE article_id = $1
         """,
-        r.article_id, r.revision,
+        k.article_id,
     )
 
 

@@ -1,7 +1,7 @@
 """`newsflow reprocess --stage NAME [--since TIME]`: run one stage again over stored articles.
 
 The stage reads what it read the first time (the latest ``ArticleReceived`` for
-``clean``, the latest ``ArticleCleaned`` for ``language`` and ``entities``) and
+``clean``, the latest ``ArticleCleaned`` for the others) and
 appends a new event with its current version to each article's stream. Old
 events stay; projections apply events in log order, so they follow the latest.
 Useful after a stage's code or model changed (its ``STAGE_VERSION`` moved).
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,17 +19,17 @@ import asyncpg
 import structlog
 from tqdm import tqdm
 
-from newsflow.adapters import chrome_store, postgres
-from newsflow.domain import cleaner, entities, learned_chrome, processing
+from newsflow.adapters import chrome_store, dedup_store, postgres
+from newsflow.domain import cleaner, dedup, entities, learned_chrome, processing
 from newsflow.domain.contract import RawArticleV1
 from newsflow.domain.events import ArticleCleaned, ArticleLanguageDetected, ArticleReceived, NewEvent
 from newsflow.stage_runner import StageCrashed, StageRunner, StageTimeout
 
 log = structlog.get_logger(__name__)
 
-STAGES = ("clean", "language", "entities")
+STAGES = ("clean", "language", "entities", "dedup")
 _INPUT = {"clean": ArticleReceived.event_type, "language": ArticleCleaned.event_type,
-          "entities": ArticleCleaned.event_type}
+          "entities": ArticleCleaned.event_type, "dedup": ArticleCleaned.event_type}
 CHUNK = 100
 
 
@@ -59,7 +60,7 @@ def _metadata(row: asyncpg.Record, stage: str, requested_at: str) -> dict[str, A
 
 
 async def _events_for(
-    stage: str, rows: Sequence[asyncpg.Record], conn: asyncpg.Connection, runner: StageRunner,
+    stage: str, rows: Sequence[asyncpg.Record], conn: asyncpg.Connection, runner: StageRunner | None,
     learned: learned_chrome.LearnedChrome, requested_at: str,
 ) -> list[NewEvent]:
     events: list[NewEvent] = []
@@ -85,6 +86,7 @@ async def _events_for(
             found: entities.Entities | None = entities.Entities(False, [])
             failure = None
             if code in entities.SUPPORTED_LANGUAGES:
+                assert runner is not None
                 try:
                     found = await runner.run(entities.extract, row["payload"]["text"], code)
                 except (StageTimeout, StageCrashed) as exc:
@@ -97,12 +99,20 @@ async def _events_for(
 
 
 async def reprocess(
-    pool: asyncpg.Pool, runner: StageRunner, stage: str, since: dt.datetime | None = None, progress: bool = False
+    pool: asyncpg.Pool, runner: StageRunner | None, stage: str, since: dt.datetime | None = None,
+    progress: bool = False,
 ) -> int:
-    """Re-run ``stage`` over the articles whose stage input was recorded since ``since``; returns events appended."""
+    """Re-run ``stage`` over the articles whose stage input was recorded since ``since``; returns events appended.
+
+    ``runner`` (stage worker processes) is needed for ``entities`` only.
+    """
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; one of {', '.join(STAGES)}")
+    if stage == "entities" and runner is None:
+        raise ValueError("the entities stage runs in stage workers: pass a StageRunner")
     requested_at = dt.datetime.now(dt.UTC).isoformat()
+    if stage == "dedup":
+        return await _reprocess_dedup(pool, since, requested_at)
     learned = learned_chrome.LearnedChrome()
     async with pool.acquire() as conn:
         rows = await _latest(conn, _INPUT[stage], since)
@@ -120,3 +130,41 @@ async def reprocess(
             bar.update(len(chunk))
     log.info("reprocess.done", stage=stage, articles=len(rows), events=appended)
     return appended
+
+
+async def _reprocess_dedup(pool: asyncpg.Pool, since: dt.datetime | None, requested_at: str) -> int:
+    """Re-key articles in the order they were first seen, each judged only against articles seen before it.
+
+    One transaction under the append lock: the dedup tables must not change under
+    the re-keying, so ingestion waits for it (about 2 ms per article).
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        await postgres.lock_appends(conn)
+        rows = await conn.fetch(
+            """
+            SELECT c.stream_id, c.event_id, c.payload, d.seen_seq
+            FROM (
+                SELECT DISTINCT ON (stream_id) stream_id, event_id, payload, recorded_at FROM newsflow.events
+                WHERE type = $1 ORDER BY stream_id, position DESC
+            ) AS c
+            LEFT JOIN newsflow.dedup_articles d ON d.article_id = (c.payload->>'article_id')::uuid
+            WHERE $2::timestamptz IS NULL OR c.recorded_at >= $2
+            ORDER BY d.seen_seq NULLS LAST, c.stream_id
+            """,
+            ArticleCleaned.event_type, since,
+        )
+        events: list[NewEvent] = []
+        for row in rows:
+            article_id = uuid.UUID(row["payload"]["article_id"])
+            key = dedup.dedup_key(row["payload"]["text"])
+            keyed = NewEvent.of(row["stream_id"], processing.dedup_payload(article_id, key),
+                                _metadata(row, "dedup", requested_at))
+            events.append(keyed)
+            duplicate = await dedup_store.judge(
+                conn, article_id, row["stream_id"], row["payload"]["url"], key, keyed.event_id, row["seen_seq"]
+            )
+            if duplicate:
+                events.append(duplicate)
+        await postgres.append(conn, events)
+    log.info("reprocess.done", stage="dedup", articles=len(rows), events=len(events))
+    return len(events)

@@ -12,9 +12,13 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from newsflow.domain import dedup
-from newsflow.domain.events import ArticleEntitiesExtracted
+import structlog
+
+from newsflow.domain import dedup, processing
+from newsflow.domain.events import ArticleDuplicateDetected, ArticleEntitiesExtracted, NewEvent
 from newsflow.domain.identity import ARTICLE_STREAM_PREFIX
+
+log = structlog.get_logger(__name__)
 
 MAX_CANDIDATES = 200  # most band-sharing articles compared per lookup, most shared bands first
 
@@ -51,15 +55,19 @@ async def entities_by_exact_key(
     return {r["exact_key"]: (r["article_id"], r["payload"]) for r in rows}
 
 
-async def find_duplicate(conn: asyncpg.Connection, article_id: uuid.UUID, key: dedup.DedupKey) -> Duplicate | None:
+async def find_duplicate(
+    conn: asyncpg.Connection, article_id: uuid.UUID, key: dedup.DedupKey, before_seq: int | None = None
+) -> Duplicate | None:
+    """The earlier article this one repeats. ``before_seq`` limits "earlier" when re-keying stored articles."""
+    before = before_seq if before_seq is not None else 2**62
     exact = await conn.fetchrow(
         """
         SELECT d.article_id, c.article_id AS canonical_id, c.url AS canonical_url
         FROM newsflow.dedup_articles d JOIN newsflow.dedup_articles c ON c.article_id = d.canonical_id
-        WHERE d.exact_key = $1 AND d.article_id <> $2
+        WHERE d.exact_key = $1 AND d.article_id <> $2 AND d.seen_seq < $3
         ORDER BY d.seen_seq LIMIT 1
         """,
-        key.exact_key, article_id,
+        key.exact_key, article_id, before,
     )
     if exact:
         return Duplicate("exact", exact["canonical_id"], exact["canonical_url"], exact["article_id"], 1.0, None)
@@ -74,9 +82,9 @@ async def find_duplicate(conn: asyncpg.Connection, article_id: uuid.UUID, key: d
         ) AS b
         JOIN newsflow.dedup_articles d ON d.article_id = b.article_id
         JOIN newsflow.dedup_articles c ON c.article_id = d.canonical_id
-        WHERE d.signature_version = $3
+        WHERE d.signature_version = $3 AND d.seen_seq < $5
         """,
-        list(key.bands), article_id, dedup.SIGNATURE_VERSION, MAX_CANDIDATES,
+        list(key.bands), article_id, dedup.SIGNATURE_VERSION, MAX_CANDIDATES, before,
     )
     best: tuple[float, int, asyncpg.Record, dedup.Similarity] | None = None
     for r in rows:
@@ -120,3 +128,27 @@ async def register(
             " SELECT DISTINCT unnest($1::bigint[]), $2::uuid ON CONFLICT DO NOTHING",
             list(key.bands), article_id,
         )
+
+
+async def judge(
+    conn: asyncpg.Connection, article_id: uuid.UUID, stream_id: str, url: str, key: dedup.DedupKey,
+    keyed_event_id: uuid.UUID, before_seq: int | None = None,
+) -> NewEvent | None:
+    """Find what this article duplicates, register its keys, and say so as an event (None: it is canonical)."""
+    found = await find_duplicate(conn, article_id, key, before_seq)
+    await register(conn, article_id, url, key, found)
+    if found is None:
+        return None
+    event = ArticleDuplicateDetected(
+        article_id=article_id,
+        stage_version=dedup.STAGE_VERSION,
+        kind=found.kind,  # type: ignore[arg-type]
+        canonical_article_id=found.canonical_id,
+        canonical_url=found.canonical_url,
+        matched_article_id=found.matched_id,
+        similarity=round(found.similarity, 4),
+        containment=None if found.containment is None else round(found.containment, 4),
+    )
+    log.info("article.duplicate", article_id=str(article_id), kind=found.kind,
+             canonical=str(found.canonical_id), similarity=event.similarity)
+    return NewEvent.of(stream_id, event, processing.caused_by(keyed_event_id))

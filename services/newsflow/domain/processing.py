@@ -146,6 +146,18 @@ def language_payload(article_id: uuid.UUID, title: str | None, text: str, hint: 
     )
 
 
+def dedup_payload(article_id: uuid.UUID, key: dedup.DedupKey) -> ArticleDedupKeyed:
+    return ArticleDedupKeyed(
+        article_id=article_id,
+        stage_version=dedup.STAGE_VERSION,
+        signature_version=dedup.SIGNATURE_VERSION,
+        exact_key=key.exact_key,
+        shingle_count=key.shingle_count,
+        signature=base64.b64encode(key.signature).decode("ascii"),
+        bands=list(key.bands),
+    )
+
+
 def entities_payload(
     article_id: uuid.UUID,
     language_code: str,
@@ -201,19 +213,7 @@ def clean_record(
         caused_by(cleaned_event.event_id),
     )
     key = dedup.dedup_key(cleaned.text)
-    keyed_event = NewEvent.of(
-        stream,
-        ArticleDedupKeyed(
-            article_id=article_id,
-            stage_version=dedup.STAGE_VERSION,
-            signature_version=dedup.SIGNATURE_VERSION,
-            exact_key=key.exact_key,
-            shingle_count=key.shingle_count,
-            signature=base64.b64encode(key.signature).decode("ascii"),
-            bands=list(key.bands),
-        ),
-        caused_by(cleaned_event.event_id),
-    )
+    keyed_event = NewEvent.of(stream, dedup_payload(article_id, key), caused_by(cleaned_event.event_id))
     return Accepted(
         record=record,
         article_id=article_id,
