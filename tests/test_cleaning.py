@@ -223,7 +223,10 @@ def test_ten_megabyte_page_and_undecodable_bytes_are_rejected_by_the_contract() 
 
 def test_inspect_json_keys_are_stable(tmp_path: Path) -> None:
     report = inspect_message(raw_message(SEEDS / "003_c33038bbcf928f26.txt"))
-    assert {"title", "text", "metadata", "removed"} <= report.keys()
+    assert {"title", "text", "metadata", "removed", "language", "entities", "dedup"} <= report.keys()
+    assert report["language"]["code"] == "en" and report["dedup"]["exact_key"].startswith("v1:")
+    putin = next(e for e in report["entities"] if e["name"] == "Vladimir Putin")
+    assert {"name", "type", "count", "aliases"} <= putin.keys() and putin["type"] == "person"
     assert report["metadata"]["source"] == "La Verdad"  # from the manifest next to the file
     assert report["metadata"]["source_credit"] == "La Verdad"
     assert {"text": "Source: La Verdad", "reason": "source_credit"} in report["removed"]

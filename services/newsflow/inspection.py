@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from newsflow.domain import cleaner, dedup, language
+from newsflow.domain import cleaner, dedup, entities, language
 from newsflow.domain.contract import Rejection, decode_raw_message
 from newsflow.publisher import manifest_for, message_for_file
 
@@ -49,6 +49,7 @@ def inspect_message(raw: bytes) -> dict[str, Any]:
     }
     lang = language.detect_article(result.title, result.text)
     key = dedup.dedup_key(result.text)
+    found = entities.extract(result.text, lang.code)
     return {
         "title": result.title,
         "text": result.text,
@@ -58,6 +59,8 @@ def inspect_message(raw: bytes) -> dict[str, Any]:
         "word_count": result.word_count,
         "input_kind": result.input_kind,
         "language": {"code": lang.code, "confidence": lang.confidence},
+        "entities": found.entities,
+        "entities_supported": found.supported,
         "dedup": {
             "exact_key": key.exact_key,
             "signature_version": dedup.SIGNATURE_VERSION,
@@ -67,6 +70,7 @@ def inspect_message(raw: bytes) -> dict[str, Any]:
         "stages": {
             cleaner.STAGE_NAME: {"version": cleaner.CLEANER_VERSION, "extractor": result.extractor},
             language.STAGE_NAME: {"version": language.STAGE_VERSION, "detector": language.DETECTOR},
+            entities.STAGE_NAME: {"version": entities.STAGE_VERSION, "model": entities.MODEL},
             dedup.STAGE_NAME: {"version": dedup.STAGE_VERSION},
         },
     }
@@ -80,6 +84,8 @@ def render(report: dict[str, Any]) -> str:
     lines = [f"title: {report['title']}", f"language: {lang['code']} ({lang['confidence']:.2f})",
              f"exact key: {report['dedup']['exact_key']}"]
     lines += [f"{key}: {value}" for key, value in report["metadata"].items() if value]
+    found = ", ".join(f"{e['name']} ({e['type']}, {e['count']})" for e in report["entities"])
+    lines.append(f"entities: {found or ('none' if report['entities_supported'] else 'not supported for this language')}")
     lines.append(f"removed {len(report['removed'])} lines:")
     lines += [f"  - [{r['reason']}] {r['text']}" for r in report["removed"]]
     lines += [f"text ({report['word_count']} words):", "", report["text"]]
