@@ -72,7 +72,8 @@ def render(status: dict[str, Any]) -> str:
     lines.append(f"event log head: {status['log_head_position']}")
     for name, r in status["readers"].items():
         lines.append(f"reader {name}: position {r['position']} ({r['behind']} behind)")
+    width = max((len(t) for t in status["events_by_type"]), default=0)
     for t, n in status["events_by_type"].items():
-        lines.append(f"{t:<22} {n}")
+        lines.append(f"{t:<{width}}  {n}")
     lines.append(f"rejected: {status['rejected']}")
     return "\n".join(lines)
