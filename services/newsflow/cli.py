@@ -53,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     ev_ex = ev_sub.add_parser("extraction", help="main-text extraction vs bare trafilatura")
     ev_ex.add_argument("dir", type=Path, help="the extraction-benchmark directory (scrapinghub-aeb/, trafilatura-eval/)")
     ev_ex.add_argument("--limit", type=int, help="pages per benchmark (default: all)")
+    ev_st = ev_sub.add_parser("stories", help="story clustering (B-cubed) vs a hindsight-tuned TF-IDF baseline")
+    ev_st.add_argument("dir", type=Path, help="the story-clusters directory")
     ev_en = ev_sub.add_parser("enrichment", help="language, entity and dedup quality")
     ev_en.add_argument("dir", type=Path, nargs="?",
                        help="the shared data directory (langid/, story-clusters/); entities need only the repository")
@@ -191,8 +193,11 @@ async def _cmd_inspect(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def _cmd_eval(settings: Settings, args: argparse.Namespace) -> None:
-    from newsflow.evaluation import enrichment, extraction
+    from newsflow.evaluation import enrichment, extraction, stories
 
+    if args.target == "stories":
+        print(json.dumps(await asyncio.to_thread(stories.evaluate, args.dir), indent=2))
+        return
     if args.target == "enrichment":
         print(json.dumps(await asyncio.to_thread(enrichment.evaluate, args.dir), ensure_ascii=False, indent=2))
         return
