@@ -22,6 +22,7 @@ from newsflow.domain.events import (
     ArticleNormalized,
     ArticleRejected,
     ArticleRevised,
+    ArticleText,
     RecordedEvent,
     registry,
 )
@@ -58,7 +59,7 @@ def _lead(text: str) -> str:
 
 
 async def _article_text(
-    conn: asyncpg.Connection, event: RecordedEvent, a: ArticleCleaned | ArticleNormalized
+    conn: asyncpg.Connection, event: RecordedEvent, a: ArticleText
 ) -> None:
     seen_at = a.published_at or a.fetched_at
     existing = await conn.fetchrow(
@@ -81,7 +82,7 @@ async def _article_text(
 
 
 async def _assign_story(
-    conn: asyncpg.Connection, a: ArticleCleaned | ArticleNormalized, seen_at: object
+    conn: asyncpg.Connection, a: ArticleText, seen_at: object
 ) -> tuple[object, float]:
     terms = grouping.key_terms(a.title, a.text)
     rows = await conn.fetch(

@@ -145,11 +145,9 @@ class ArticleRevised(EventPayload):
     content_sha256: str
 
 
-@registry.register
-class ArticleNormalized(EventPayload):
-    """Superseded by ArticleCleaned (logs written before the cleaning stage still hold it)."""
+class ArticleText(EventPayload):
+    """What every event that carries an article's text for the later stages has in common."""
 
-    event_type: ClassVar[str] = "ArticleNormalized"
     article_id: uuid.UUID
     stage_version: str
     url: str
@@ -160,6 +158,13 @@ class ArticleNormalized(EventPayload):
     published_at: AwareDatetime | None
     fetched_at: AwareDatetime
     language_hint: str | None
+
+
+@registry.register
+class ArticleNormalized(ArticleText):
+    """Superseded by ArticleCleaned (logs written before the cleaning stage still hold it)."""
+
+    event_type: ClassVar[str] = "ArticleNormalized"
     removed_lines: int
 
 
@@ -170,7 +175,7 @@ class RemovedLine(BaseModel):
 
 
 @registry.register
-class ArticleCleaned(EventPayload):
+class ArticleCleaned(ArticleText):
     """Output of the cleaning stage: the text, title and metadata every later stage works on.
 
     ``removed`` lists what was cut and why (capped, see ``removed_counts`` for the
@@ -179,16 +184,6 @@ class ArticleCleaned(EventPayload):
     """
 
     event_type: ClassVar[str] = "ArticleCleaned"
-    article_id: uuid.UUID
-    stage_version: str
-    url: str
-    source: str
-    title: str | None
-    text: str
-    word_count: int
-    published_at: AwareDatetime | None
-    fetched_at: AwareDatetime
-    language_hint: str | None
     input_kind: str
     extractor: str | None
     metadata: dict[str, str]
