@@ -238,3 +238,14 @@ def test_inspect_json_keys_are_stable(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('{"url": "https://example.invalid/x", "source": "S"}')
     assert inspect_message(raw_message(bad))["rejected"]["reason"] == "missing_field"
+
+
+def test_standalone_byline_at_the_head_is_metadata_and_a_subhead_starting_with_from_stays() -> None:
+    text = (
+        "Port strike ends after nine days\n\nBy Jane Doe and John Roe\n\nFrom Rotterdam to Hamburg\n\n"
+        "Dock workers at the country's largest container port returned to work on Thursday after a deal.\n"
+    )
+    result = cleaned(text_message(text))
+    assert ("By Jane Doe and John Roe", "byline") in {(r.text, r.reason) for r in result.removed}
+    assert result.metadata["byline"] == "Jane Doe and John Roe"
+    assert result.text.startswith("From Rotterdam to Hamburg")

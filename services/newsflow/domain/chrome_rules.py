@@ -110,7 +110,7 @@ _DATE_LINE = re.compile(
     rf"|\d{{4}}-\d{{2}}-\d{{2}}|\d{{1,2}}[./]\d{{1,2}}[./]\d{{4}}){_TIME}",
     _I,
 )
-_BYLINE = re.compile(r"(?:by|from)\s+(?P<value>[A-Z][\w.'’-]+(?:\s+(?:[A-Z][\w.'’-]+|and|&|,|de|van|von|al))*)")
+_BYLINE = re.compile(r"(?:[Bb]y|BY)\s+(?P<value>[A-Z][\w.'’-]+(?:\s+(?:[A-Z][\w.'’-]+|and|&|,|de|van|von|al))*)")
 _DOUBLED_PREFIX = re.compile(r"(?P<prefix>[^\s:][^:\n]{1,60}?:)\s*(?P=prefix)\s*")
 _DESK_PREFIX = re.compile(
     r"(?P<prefix>[A-Z][\w .&'’-]{1,50}?\b(?:Desk|Staff Reporter|Staff Writer|Correspondent|Report|Bureau))\s*:\s*"
