@@ -1,11 +1,21 @@
-"""Story clustering pieces that are already fixed: the B-cubed score and the clusterer's determinism."""
+"""Story clustering: the B-cubed score, the clusterer's determinism, snapshots, and the seed story (pure domain, no database)."""
 
 from __future__ import annotations
 
+import json
+import pickle
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-from newsflow.domain import clustering
-from newsflow.evaluation.stories import bcubed
+import pytest
+
+from newsflow.domain import clustering, entities
+from newsflow.domain.cleaner import Cleaned, clean_article
+from newsflow.domain.contract import RawArticleV1
+from newsflow.evaluation.stories import bcubed, pairwise
+
+SEEDS = Path(__file__).parent / "fixtures" / "seeds"
+T0 = datetime(2022, 9, 15, tzinfo=UTC)
 
 
 def test_bcubed_scores_known_cases() -> None:
@@ -17,18 +27,129 @@ def test_bcubed_scores_known_cases() -> None:
     assert (singletons["precision"], singletons["recall"]) == (1.0, 0.5)
 
 
-def test_same_stream_gives_same_stories_and_related_articles_join() -> None:
-    t0 = datetime(2022, 9, 15, tzinfo=UTC)
+def test_pairwise_scores_labelled_pairs() -> None:
+    pairs = [(0, 1, True), (0, 2, False), (1, 2, False)]
+    assert pairwise(["x", "x", "y"], pairs) == {"precision": 1.0, "recall": 1.0, "f1": 1.0}
+    assert pairwise(["x", "x", "x"], pairs)["precision"] == round(1 / 3, 4)
+
+
+def _article(i: int, title: str, body: str, hours: float = 0.0, ents: tuple[str, ...] = ()) -> clustering.ArticleInput:
+    return clustering.ArticleInput(f"a{i}", title, body, ents, T0 + timedelta(hours=hours), "en")
+
+
+def _toy() -> list[clustering.ArticleInput]:
     texts = [
-        ("Putin and Xi meet in Samarkand", "Putin and Xi met in Samarkand at the summit of the organization."),
-        ("Xi meets Putin at Samarkand summit", "In Samarkand Xi met Putin; the summit of the organization went on."),
-        ("Port strike ends", "Dock workers ended their strike at the port after a wage deal with employers."),
+        ("Putin and Xi meet in Samarkand", "Putin and Xi met in Samarkand at the summit of the organization.", ("Vladimir Putin", "Xi Jinping")),
+        ("Xi meets Putin at Samarkand summit", "In Samarkand Xi met Putin; the summit of the organization went on.", ("Xi Jinping",)),
+        ("Port strike ends", "Dock workers ended their strike at the port after a wage deal with employers.", ()),
+        ("Dock strike over at port", "The port strike by dock workers is over after employers agreed a wage deal.", ()),
+        ("Samarkand summit closes", "Leaders left Samarkand as the summit of the organization closed; Putin and Xi spoke.", ("Samarkand",)),
     ]
-    features = [
-        clustering.ArticleFeatures(str(i), clustering.terms(t, b), frozenset(), t0 + timedelta(hours=i))
-        for i, (t, b) in enumerate(texts)
-    ]
-    first, second = clustering.cluster(features), clustering.cluster(features)
+    return [_article(i, t, b, i, e) for i, (t, b, e) in enumerate(texts)]
+
+
+def test_same_stream_gives_same_stories_and_related_articles_join() -> None:
+    first, second = clustering.cluster(_toy()), clustering.cluster(_toy())
     assert first == second
     assert first[0].started and not first[1].started and first[1].story_id == first[0].story_id
-    assert first[2].started
+    assert first[2].started and first[2].story_id == "a2"
+    assert first[3].story_id == "a2" and first[4].story_id == "a0"
+    joined = first[1]
+    assert joined.shared_entities == ("xi jinping",)
+    assert "samarkand" in joined.top_terms and len(joined.top_terms) <= 5
+    assert all(d.merged == () for d in first)
+    assert all(isinstance(d.score, float) and d.score == round(d.score, 4) for d in first)
+
+
+def test_snapshot_restored_and_continued_equals_uninterrupted() -> None:
+    stream = _toy()
+    uninterrupted = clustering.cluster(stream)
+    for cut in range(len(stream) + 1):
+        c = clustering.OnlineClusterer()
+        before = [c.add(a) for a in stream[:cut]]
+        restored = pickle.loads(pickle.dumps(c))
+        after = [restored.add(a) for a in stream[cut:]]
+        assert before + after == uninterrupted
+
+
+def test_snapshot_bytes_are_deterministic() -> None:
+    a, b = clustering.OnlineClusterer(), clustering.OnlineClusterer()
+    for x in _toy():
+        a.add(x)
+        b.add(x)
+    assert pickle.dumps(a) == pickle.dumps(b)
+
+
+def test_idle_stories_are_evicted_from_the_candidate_index() -> None:
+    c = clustering.OnlineClusterer()
+    c.add(_article(0, "Port strike ends", "Dock workers ended their strike at the port after a wage deal."))
+    later = clustering.SETTINGS.window_days * 24 + 48
+    d = c.add(_article(1, "Port strike ends", "Dock workers ended their strike at the port after a wage deal.", later))
+    assert d.started
+    assert "a0" not in c.stories and all("a0" not in ids for ids in c._index.values())
+
+
+def test_an_article_bridging_two_stories_merges_them() -> None:
+    c = clustering.OnlineClusterer()
+    a = c.add(_article(0, "Volcano erupts on Etna island", "Lava from the Etna volcano reached villages near Catania."))
+    b = c.add(_article(1, "Ash cloud grounds flights in Sicily", "Airlines cancelled flights at Catania airport because of an ash cloud."))
+    assert b.started
+    bridge = c.add(_article(2, "Etna volcano ash cloud grounds Catania flights",
+                            "The Etna volcano eruption sent lava to villages and an ash cloud closed Catania airport; airlines cancelled flights."))
+    assert not bridge.started
+    assert set(bridge.merged + (bridge.story_id,)) == {a.story_id, b.story_id}
+    assert len(c.stories) == 1
+
+
+def _seed_inputs() -> list[clustering.ArticleInput]:
+    manifest = json.loads((SEEDS / "manifest.json").read_text(encoding="utf-8"))["files"]
+    out = []
+    for name, meta in manifest.items():
+        msg = RawArticleV1.model_validate({**meta, "text": (SEEDS / name).read_text(encoding="utf-8")})
+        cleaned = clean_article(msg)
+        assert isinstance(cleaned, Cleaned)
+        found = entities.extract(cleaned.text, "en").entities
+        out.append(clustering.ArticleInput(name, cleaned.title, cleaned.text, tuple(e["name"] for e in found),
+                                           msg.published_at or msg.fetched_at, "en"))
+    return sorted(out, key=lambda a: (a.at, a.article_id))
+
+
+UNRELATED = clustering.ArticleInput(
+    "unrelated",
+    "Dock workers end strike at Rotterdam port",
+    "Dock workers at the port of Rotterdam ended a three-day strike on Thursday after unions and employers agreed "
+    "a new wage deal. Container terminals resumed loading ships and shipping lines said delays would ease by the weekend.",
+    ("Rotterdam",),
+    datetime(2022, 9, 15, 21, tzinfo=UTC),
+    "en",
+)
+
+
+@pytest.fixture(scope="module")
+def seed_decisions() -> list[clustering.Decision]:
+    return clustering.cluster([*_seed_inputs(), UNRELATED])
+
+
+def test_seed_articles_form_one_story_with_the_preview(seed_decisions: list[clustering.Decision]) -> None:
+    seeds, unrelated = seed_decisions[:5], seed_decisions[5]
+    assert seeds[0].article_id.startswith("004_") and seeds[0].started  # the preview comes first in publication order
+    assert {d.story_id for d in seeds} == {seeds[0].story_id}
+    assert all(not d.started and d.top_terms for d in seeds[1:])
+    assert unrelated.started and unrelated.story_id == "unrelated"
+
+
+def test_seed_preview_joins_the_same_day_story_when_it_arrives_last() -> None:
+    seeds = _seed_inputs()
+    preview, same_day = seeds[0], seeds[1:]
+    decisions = clustering.cluster([*same_day, preview, UNRELATED])
+    assert len({d.story_id for d in decisions[:5]}) == 1
+    assert decisions[4].article_id == preview.article_id and not decisions[4].started
+    assert decisions[5].started
+
+
+def test_live_stories_are_capped_longest_idle_first() -> None:
+    c = clustering.OnlineClusterer(clustering.Settings(max_stories=2))
+    for i, (t, b) in enumerate([("Port strike ends", "Dock workers ended a strike."), ("Volcano erupts", "Lava reached villages."),
+                                ("Chess final drawn", "The chess final ended in a draw."), ("Bridge reopens", "Traffic returns.")]):
+        c.add(_article(i, t, b, i))
+    assert sorted(c.stories) == ["a2", "a3"]
