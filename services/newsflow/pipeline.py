@@ -16,6 +16,7 @@ import socket
 import time
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
 import asyncpg
 import structlog
@@ -28,6 +29,7 @@ from newsflow.domain.events import (
     ArticleCleaned,
     ArticleDedupKeyed,
     ArticleLanguageDetected,
+    ArticleEntitiesExtracted,
     ArticleRevised,
     ConsumerOffsetsReset,
     NewEvent,
@@ -230,6 +232,7 @@ class PipelineWorker:
             stored = await postgres.load_offsets(conn, s.consumer_group, s.raw_topic, lock=True)
             to_apply = [o for o in outcomes if not _already_applied(o.record, stored.get(o.record.partition))]
             events, new_articles = await self._events_for(conn, to_apply)
+            events = [replace(e, metadata={**e.metadata, "worker": self.worker_id}) for e in events]
             await postgres.append(conn, events)
             await chrome_store.count_lines(conn, learned_chrome.increments(new_articles))
             next_offsets: dict[int, int] = {}
@@ -341,8 +344,7 @@ class PipelineWorker:
                 new_articles.append((o.source, o.chrome_candidates))
                 latest[o.stream_id], revisions[o.stream_id] = o.content_sha256, 1
                 log.debug("record.accepted", **where, article_id=str(o.article_id))
-                events.extend(o.events)
-                events.extend(await self._dedup(conn, o))
+                events.extend(_closed_by_entities(o.events, await self._dedup(conn, o)))
             else:
                 revised = ArticleRevised(
                     article_id=o.article_id,
@@ -354,8 +356,10 @@ class PipelineWorker:
                 log.info("record.revised", **where, article_id=str(o.article_id), revision=revised.revision)
                 received, *rest = o.events
                 cause = {"causation": {"kind": "event", "event_id": str(received.event_id)}}
-                events.extend([received, NewEvent.of(o.stream_id, revised, cause), *rest])
-                events.extend(await self._dedup(conn, o))
+                events.extend(
+                    _closed_by_entities([received, NewEvent.of(o.stream_id, revised, cause), *rest],
+                                        await self._dedup(conn, o))
+                )
         return events, new_articles
 
     async def _dedup(self, conn: asyncpg.Connection, o: Accepted) -> list[NewEvent]:
@@ -363,6 +367,17 @@ class PipelineWorker:
         keyed = o.event(ArticleDedupKeyed.event_type)
         event = await dedup_store.judge(conn, o.article_id, o.stream_id, o.url, o.dedup_key, keyed.event_id)
         return [event] if event else []
+
+
+def _closed_by_entities(events: Sequence[NewEvent], dedup_events: Sequence[NewEvent]) -> list[NewEvent]:
+    """An article version's events with ArticleEntitiesExtracted last.
+
+    That event closes the version: the story clusterer acts on it, and by then
+    the log already holds the duplicate verdict, so a duplicate follows its
+    canonical article instead of being clustered on its own.
+    """
+    closing = ArticleEntitiesExtracted.event_type
+    return [*(e for e in events if e.type != closing), *dedup_events, *(e for e in events if e.type == closing)]
 
 
 def _already_applied(record: SourceRecord, stored: asyncpg.Record | None) -> bool:

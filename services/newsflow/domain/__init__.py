@@ -1,1 +1,1 @@
-"""Pure domain: contracts, event types, stages and grouping. No I/O, no asyncpg, no aiokafka."""
+"""Pure domain: contracts, event types, stages and story clustering. No I/O, no asyncpg, no aiokafka."""

@@ -274,11 +274,62 @@ class ArticleDuplicateDetected(EventPayload):
     containment: float | None
 
 
+class StoryDecision(EventPayload):
+    """What every decision of the story clusterer carries: which story, which clusterer made it."""
+
+    story_id: uuid.UUID
+    clusterer_version: str
+
+
+@registry.register
+class StoryStarted(StoryDecision):
+    """An article matched no recent story well enough: it starts one (stream ``story-<id>``)."""
+
+    event_type: ClassVar[str] = "StoryStarted"
+    article_id: uuid.UUID
+    best_score: float
+    top_terms: list[str]
+
+
+@registry.register
+class ArticleAssignedToStory(StoryDecision):
+    """An article joined a story, and why.
+
+    ``role`` is ``canonical`` for an article judged on its own content (``score``,
+    ``shared_entities`` and ``top_terms`` say why it joined; the article that started
+    the story has ``started`` true), or ``duplicate`` for an exact or near copy that
+    follows its canonical article (``duplicate_of``) without being scored.
+    """
+
+    event_type: ClassVar[str] = "ArticleAssignedToStory"
+    article_id: uuid.UUID
+    role: Literal["canonical", "duplicate"]
+    started: bool
+    score: float
+    shared_entities: list[str]
+    top_terms: list[str]
+    duplicate_of: uuid.UUID | None = None
+
+
+@registry.register
+class StoriesMerged(StoryDecision):
+    """An article bridged stories that turned out to be one: ``merged_story_ids`` now belong to ``story_id``."""
+
+    event_type: ClassVar[str] = "StoriesMerged"
+    merged_story_ids: list[uuid.UUID]
+    bridging_article_id: uuid.UUID
+
+
 @registry.register
 class ArticleRejected(EventPayload):
-    """A message failed the contract. The original bytes went to the dead-letter topic."""
+    """A message failed the contract or a stage. The original bytes went to the dead-letter topic.
+
+    v2 adds ``source``: the outlet the message claimed, when it could be read at all
+    (it feeds per-source rejection rates); v1 events read as ``source`` None.
+    """
 
     event_type: ClassVar[str] = "ArticleRejected"
+    schema_version: ClassVar[int] = 2
     reason: str
     detail: str
     errors: list[dict[str, str]]
@@ -287,6 +338,10 @@ class ArticleRejected(EventPayload):
     raw_preview: str
     key: str | None
     dead_letter_topic: str
+    source: str | None = None
+
+
+registry.register_upcaster(ArticleRejected.event_type, 1, lambda payload: {**payload, "source": None})
 
 
 @registry.register

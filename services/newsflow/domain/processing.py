@@ -26,6 +26,8 @@ from newsflow.domain.identity import article_id_for, article_stream, sha256_hex
 RAW_PREVIEW_BYTES = 4096
 MAX_REMOVED_LINES = 200
 REMOVED_TEXT_CHARS = 500
+MAX_SOURCE_CHARS = 200
+MAX_SOURCE_PARSE_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,18 @@ def content_fingerprint(msg: RawArticleV1) -> str:
     return sha256_hex(json.dumps(content, sort_keys=True, ensure_ascii=False).encode("utf-8"))
 
 
+def claimed_source(raw: bytes) -> str | None:
+    """The ``source`` a rejected message claims, if it is a JSON object with a usable one."""
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    source = value.get("source") if isinstance(value, dict) else None
+    if not isinstance(source, str) or not source.strip():
+        return None
+    return source.strip()[:MAX_SOURCE_CHARS]
+
+
 def reject(record: SourceRecord, rejection: Rejection, dead_letter_topic: str) -> Rejected:
     raw = record.value or b""
     payload = ArticleRejected(
@@ -99,6 +113,7 @@ def reject(record: SourceRecord, rejection: Rejection, dead_letter_topic: str) -
         raw_preview=base64.b64encode(raw[:RAW_PREVIEW_BYTES]).decode("ascii"),
         key=record.key_text(),
         dead_letter_topic=dead_letter_topic,
+        source=claimed_source(raw) if len(raw) <= MAX_SOURCE_PARSE_BYTES else None,
     )
     event_id = uuid.uuid4()
     event = NewEvent.of(
