@@ -19,6 +19,7 @@ from newsflow.settings import Settings
 
 
 ARTICLES_SQL = "SELECT count(*) FROM dashboard.articles"
+STORY_DECISIONS_SQL = "SELECT count(*) FROM newsflow.events WHERE type = 'ArticleAssignedToStory'"
 
 
 def message(url: str, text: str | None, **extra: object) -> dict[str, object]:
@@ -80,8 +81,11 @@ async def test_same_message_twice_yields_one_set_of_events(
     async with running_daemon(settings):
         await publish(settings.kafka_bootstrap, settings.raw_topic, [feed], progress=False)
         await wait_until(lambda: reaches(pool, 2, CONSUMED_SQL, settings.consumer_group), what="both deliveries consumed")
+        await wait_until(lambda: reaches(pool, 1, STORY_DECISIONS_SQL), what="the clusterer's decision")
     assert await scalar(pool, RECEIVED_SQL) == 1
-    assert await scalar(pool, "SELECT count(*) FROM newsflow.events") == 5  # received, cleaned, language, dedup, entities
+    # received, cleaned, language, dedup, entities
+    assert await scalar(pool, "SELECT count(*) FROM newsflow.events WHERE stream_id LIKE 'article-%'") == 5
+    assert await scalar(pool, STORY_DECISIONS_SQL) == 1
 
 
 async def test_changed_content_for_the_same_url_is_a_revision_and_views_follow_it(
@@ -101,8 +105,17 @@ async def test_changed_content_for_the_same_url_is_a_revision_and_views_follow_i
         await wait_until(
             lambda: reaches(pool, 1, "SELECT count(*) FROM dashboard.articles WHERE revision = 2"), what="revision"
         )
+        head = await scalar(pool, "SELECT max(position) FROM newsflow.events WHERE stream_id LIKE 'article-%'")
+        await wait_until(
+            lambda: reaches(pool, head, "SELECT position FROM newsflow.checkpoints WHERE name = 'clusterer.stories'"),
+            what="the clusterer past the revision",
+        )
+    # The revised article keeps its story: one decision, taken on the first version.
+    assert await scalar(pool, STORY_DECISIONS_SQL) == 1
     async with pool.acquire() as conn:
-        types = await conn.fetch("SELECT type, payload FROM newsflow.events ORDER BY position")
+        types = await conn.fetch(
+            "SELECT type, payload FROM newsflow.events WHERE stream_id LIKE 'article-%' ORDER BY position"
+        )
         title = await conn.fetchval("SELECT title FROM dashboard.articles WHERE url = $1", url)
     assert [t["type"] for t in types] == [
         "ArticleReceived", "ArticleCleaned", "ArticleLanguageDetected", "ArticleDedupKeyed",

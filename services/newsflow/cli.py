@@ -6,7 +6,8 @@ import argparse
 import asyncio
 import json
 import sys
-from datetime import datetime
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +20,22 @@ from newsflow.settings import Settings, load_settings
 log = structlog.get_logger("newsflow.cli")
 
 
+def _aware_time(text: str) -> datetime:
+    """An ISO time; without an offset it is taken as UTC."""
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="newsflow", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the daemon (all services, or one)")
-    run.add_argument("service", nargs="?", default="all", choices=["all", "pipeline", "projector"])
+    run.add_argument("service", nargs="?", default="all", choices=["all", "pipeline", "clusterer", "projector"])
     run.add_argument("--embedded", action="store_true",
                      help="start a private PostgreSQL and an embedded broker under NEWSFLOW_STATE_DIR")
+    run.add_argument("--workers", type=int, default=1, metavar="N",
+                     help="pipeline processes in the consumer group (this one and N-1 children)")
     run.add_argument("--publish", nargs="*", type=Path, default=[],
                      help="once running, publish these files/directories as a scraper would")
 
@@ -35,9 +44,19 @@ def _parser() -> argparse.ArgumentParser:
     pub.add_argument("--source", help="source name for text/HTML files (default: their directory name)")
     pub.add_argument("--topic", help="topic (default: NEWSFLOW_RAW_TOPIC)")
 
-    stories = sub.add_parser("stories", help="list stories from the dashboard views")
+    stories = sub.add_parser("stories", help="list stories from the dashboard views, or show one")
     stories.add_argument("--json", action="store_true")
     stories.add_argument("--limit", type=int, default=50)
+    stories_sub = stories.add_subparsers(dest="action")
+    show = stories_sub.add_parser("show", help="one story: headline, sources, timeline, entities, articles and why")
+    show.add_argument("id", type=uuid.UUID)
+    show.add_argument("--as-of", type=_aware_time, help="as the story stood at this ISO time (from the events up to then)")
+    show.add_argument("--json", action="store_true")
+
+    proj = sub.add_parser("projections", help="projection maintenance")
+    proj_sub = proj.add_subparsers(dest="action", required=True)
+    proj_rebuild = proj_sub.add_parser("rebuild", help="replay the log into fresh tables and swap them in")
+    proj_rebuild.add_argument("name", nargs="?", default="stories", choices=["stories"])
 
     status = sub.add_parser("status", help="consumer lag, reader positions, event counts, rejections")
     status.add_argument("--json", action="store_true")
@@ -80,7 +99,7 @@ async def _cmd_run(settings: Settings, args: argparse.Namespace) -> None:
     install_stop_signals(stop)
     services = SERVICES if args.service == "all" else (args.service,)
     if not args.embedded:
-        await _run_with_publish(settings, services, args.publish, stop, run_services)
+        await _run_with_publish(settings, services, args, stop, run_services)
         return
 
     from newsflow.adapters.embedded import EmbeddedBroker, EmbeddedPostgres
@@ -104,7 +123,7 @@ async def _cmd_run(settings: Settings, args: argparse.Namespace) -> None:
             f"  stop with Ctrl-C",
             file=sys.stderr,
         )
-        await _run_with_publish(settings, services, args.publish, stop, run_services)
+        await _run_with_publish(settings, services, args, stop, run_services)
     finally:
         settings.endpoints_file().unlink(missing_ok=True)
         broker.stop()
@@ -112,8 +131,11 @@ async def _cmd_run(settings: Settings, args: argparse.Namespace) -> None:
         print("newsflow: stopped broker and PostgreSQL", file=sys.stderr)
 
 
-async def _run_with_publish(settings: Settings, services: Any, paths: list[Path], stop: asyncio.Event, runner: Any) -> None:
-    daemon = asyncio.create_task(runner(settings, services, stop))
+async def _run_with_publish(
+    settings: Settings, services: Any, args: argparse.Namespace, stop: asyncio.Event, runner: Any
+) -> None:
+    daemon = asyncio.create_task(runner(settings, services, stop, args.workers))
+    paths: list[Path] = args.publish
     if paths:
         from newsflow.adapters import kafka
         from newsflow.publisher import publish
@@ -137,11 +159,14 @@ async def _cmd_publish(settings: Settings, args: argparse.Namespace) -> None:
 async def _cmd_stories(settings: Settings, args: argparse.Namespace) -> None:
     from newsflow.adapters import postgres
 
+    if args.action == "show":
+        await _cmd_story_show(settings, args)
+        return
     conn = await postgres.connect(settings.database_url)
     try:
         rows = await conn.fetch(
-            "SELECT id, headline, first_seen, last_seen, article_count, source_count, sources, languages"
-            " FROM dashboard.stories ORDER BY last_seen DESC, id LIMIT $1",
+            "SELECT id, headline, first_seen, last_seen, article_count, duplicate_count, source_count, sources,"
+            " languages, top_entities, status FROM dashboard.stories ORDER BY last_seen DESC, id LIMIT $1",
             args.limit,
         )
     finally:
@@ -158,6 +183,34 @@ async def _cmd_stories(settings: Settings, args: argparse.Namespace) -> None:
               f"{s['last_seen'][:16]}  {s['headline']}")
     if not stories:
         print("no stories yet")
+
+
+async def _cmd_story_show(settings: Settings, args: argparse.Namespace) -> None:
+    from newsflow import story_history
+    from newsflow.adapters import postgres
+
+    conn = await postgres.connect(settings.database_url)
+    try:
+        story = await story_history.show(conn, args.id, args.as_of)
+    except story_history.StoryNotFound as exc:
+        print(f"newsflow stories show: {exc}", file=sys.stderr)
+        sys.exit(1)
+    finally:
+        await conn.close()
+    print(json.dumps(story, ensure_ascii=False, indent=2) if args.json else story_history.render(story))
+
+
+async def _cmd_projections(settings: Settings, args: argparse.Namespace) -> None:
+    from newsflow.adapters import postgres
+    from newsflow.rebuild import rebuild
+
+    pool = await postgres.create_pool(settings.database_url, 2)
+    try:
+        result = await rebuild(pool, args.name, settings.projection_batch, progress=sys.stderr.isatty())
+    finally:
+        await pool.close()
+    print(f"rebuilt projection {args.name} up to position {result.pop('position')}: "
+          + ", ".join(f"{t} {n}" for t, n in result.items()), file=sys.stderr)
 
 
 async def _cmd_status(settings: Settings, args: argparse.Namespace) -> None:
@@ -254,6 +307,7 @@ COMMANDS = {
     "eval": _cmd_eval,
     "chrome": _cmd_chrome,
     "reprocess": _cmd_reprocess,
+    "projections": _cmd_projections,
 }
 
 

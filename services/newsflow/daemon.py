@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import sys
 from collections.abc import Sequence
 
 import structlog
 
-from newsflow import projections
+from newsflow import projections, story_clusterer
 from newsflow.adapters import postgres
 from newsflow.log_reader import LogReader
 from newsflow.pipeline import PipelineWorker
@@ -16,7 +18,7 @@ from newsflow.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-SERVICES = ("pipeline", "projector")
+SERVICES = ("pipeline", "clusterer", "projector")
 
 
 def install_stop_signals(stop: asyncio.Event) -> None:
@@ -25,8 +27,47 @@ def install_stop_signals(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
-async def run_services(settings: Settings, services: Sequence[str], stop: asyncio.Event) -> None:
-    """Run the named services until ``stop`` is set; migrations are applied first."""
+def _settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a child process these exact settings."""
+    env = dict(os.environ)
+    for name, value in settings.model_dump(mode="json").items():
+        env[f"NEWSFLOW_{name.upper()}"] = str(value)
+    return env
+
+
+async def _extra_pipeline_processes(settings: Settings, count: int, stop: asyncio.Event) -> None:
+    """``count`` more pipeline processes in the same consumer group, stopped with this one.
+
+    The Kafka way to use more cores: each process owns some partitions (and its own
+    stage workers); PostgreSQL serializes their appends.
+    """
+    env = _settings_env(settings)
+    children = [
+        await asyncio.create_subprocess_exec(sys.executable, "-m", "newsflow", "run", "pipeline", env=env)
+        for _ in range(count)
+    ]
+    log.info("daemon.pipeline_processes", extra=count, pids=[c.pid for c in children])
+    try:
+        waits = [asyncio.ensure_future(c.wait()) for c in children]
+        stopped = asyncio.ensure_future(stop.wait())
+        done, _ = await asyncio.wait({stopped, *waits}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if stopped not in done:
+            raise RuntimeError(f"a pipeline process exited early: {[c.returncode for c in children]}")
+    finally:
+        for c in children:
+            if c.returncode is None:
+                c.send_signal(signal.SIGTERM)
+        await asyncio.gather(*(c.wait() for c in children), return_exceptions=True)
+
+
+async def run_services(
+    settings: Settings, services: Sequence[str], stop: asyncio.Event, pipeline_processes: int = 1
+) -> None:
+    """Run the named services until ``stop`` is set; migrations are applied first.
+
+    ``pipeline_processes`` > 1 starts that many pipeline processes in all: this one and child processes.
+    """
     conn = await postgres.connect(settings.database_url)
     try:
         await postgres.migrate(conn, settings.dashboard_password)
@@ -37,6 +78,17 @@ async def run_services(settings: Settings, services: Sequence[str], stop: asynci
     try:
         if "pipeline" in services:
             tasks.append(asyncio.create_task(PipelineWorker(settings, pool).run(stop), name="pipeline"))
+            if pipeline_processes > 1:
+                tasks.append(asyncio.create_task(
+                    _extra_pipeline_processes(settings, pipeline_processes - 1, stop), name="pipelines"
+                ))
+        if "clusterer" in services:
+            clusterer = story_clusterer.StoryClusterer(settings.cluster_snapshot_every)
+            reader = LogReader(
+                story_clusterer.READER, pool, clusterer.handle,
+                page_size=settings.projection_batch, poll_interval_s=settings.poll_interval_s,
+            )
+            tasks.append(asyncio.create_task(reader.run(stop), name="clusterer"))
         if "projector" in services:
             reader = LogReader(
                 projections.STORIES_READER, pool, projections.apply_events,

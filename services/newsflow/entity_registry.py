@@ -27,12 +27,12 @@ def entity_id_for(entity_type: str, key: str) -> uuid.UUID:
 
 async def apply(conn: asyncpg.Connection, e: ArticleEntitiesExtracted) -> None:
     seen_at = await conn.fetchval(
-        "SELECT coalesce(published_at, fetched_at) FROM projection.articles WHERE article_id = $1", e.article_id
+        "SELECT coalesce(published_at, fetched_at) FROM articles WHERE article_id = $1", e.article_id
     )
     if seen_at is None:
         return  # no article row (it was rejected or never cleaned): nothing to attach mentions to
     previous = [r["entity_id"] for r in await conn.fetch(
-        "DELETE FROM projection.article_entities WHERE article_id = $1 RETURNING entity_id", e.article_id
+        "DELETE FROM article_entities WHERE article_id = $1 RETURNING entity_id", e.article_id
     )]
     touched: set[uuid.UUID] = set(previous)
     for entity in e.entities:
@@ -41,7 +41,7 @@ async def apply(conn: asyncpg.Connection, e: ArticleEntitiesExtracted) -> None:
         if not keys:
             continue
         known = await conn.fetchval(
-            "SELECT entity_id FROM projection.entity_aliases WHERE type = $1 AND alias_key = ANY($2::text[])"
+            "SELECT entity_id FROM entity_aliases WHERE type = $1 AND alias_key = ANY($2::text[])"
             " ORDER BY array_position($2::text[], alias_key) LIMIT 1",
             entity.type, keys,
         )
@@ -49,30 +49,30 @@ async def apply(conn: asyncpg.Connection, e: ArticleEntitiesExtracted) -> None:
         if known is None:
             await conn.execute(
                 """
-                INSERT INTO projection.entities (entity_id, type, name, aliases, article_count, mention_count,
+                INSERT INTO entities (entity_id, type, name, aliases, article_count, mention_count,
                     first_seen, last_seen)
                 VALUES ($1, $2, $3, '{}', 0, 0, $4, $4) ON CONFLICT (entity_id) DO NOTHING
                 """,
                 entity_id, entity.type, entity.name, seen_at,
             )
         await conn.execute(
-            "INSERT INTO projection.entity_aliases (type, alias_key, entity_id)"
+            "INSERT INTO entity_aliases (type, alias_key, entity_id)"
             " SELECT $1, unnest($2::text[]), $3 ON CONFLICT DO NOTHING",
             entity.type, keys, entity_id,
         )
         await conn.execute(
             """
-            INSERT INTO projection.article_entities (article_id, entity_id, mentions, first_offset, seen_at)
+            INSERT INTO article_entities (article_id, entity_id, mentions, first_offset, seen_at)
             VALUES ($1, $2, $3, $4, $5)
             ON CONFLICT (article_id, entity_id) DO UPDATE SET
-                mentions = projection.article_entities.mentions + EXCLUDED.mentions,
-                first_offset = least(projection.article_entities.first_offset, EXCLUDED.first_offset)
+                mentions = article_entities.mentions + EXCLUDED.mentions,
+                first_offset = least(article_entities.first_offset, EXCLUDED.first_offset)
             """,
             e.article_id, entity_id, entity.count, entity.first_offset, seen_at,
         )
         await conn.execute(
             """
-            UPDATE projection.entities SET
+            UPDATE entities SET
                 aliases = ARRAY(SELECT DISTINCT x FROM unnest(aliases || $2::text[]) AS x ORDER BY x),
                 first_seen = least(first_seen, $3), last_seen = greatest(last_seen, $3)
             WHERE entity_id = $1
@@ -82,12 +82,12 @@ async def apply(conn: asyncpg.Connection, e: ArticleEntitiesExtracted) -> None:
         touched.add(entity_id)
     await conn.execute(
         """
-        UPDATE projection.entities e SET
+        UPDATE entities e SET
             article_count = s.articles, mention_count = s.mentions
         FROM (
             SELECT t.id, count(ae.article_id) AS articles, coalesce(sum(ae.mentions), 0) AS mentions
             FROM unnest($1::uuid[]) AS t(id)
-            LEFT JOIN projection.article_entities ae ON ae.entity_id = t.id
+            LEFT JOIN article_entities ae ON ae.entity_id = t.id
             GROUP BY t.id
         ) AS s
         WHERE e.entity_id = s.id

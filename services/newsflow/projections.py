@@ -1,19 +1,27 @@
-"""Read models: articles, naive stories and rejections, projected from the event log.
+"""Read models projected from the event log: articles, stories, rejections and the entity registry.
 
 Everything written here derives from the events alone (no wall clock, no
-randomness), so replaying the log from position 0 yields the same rows.
+randomness), so replaying the log from position 0 yields the same rows. The SQL
+names tables without a schema: the live projector runs with ``search_path`` set
+to ``projection``; a rebuild (``rebuild.py``) points it at fresh tables, and
+time travel (``story_history.py``) at temporary ones, with the same code.
+
+Story membership comes from the clusterer's decisions (``story_clusterer.py``);
+a story row's aggregates (counts, sources, languages, representative headline,
+top entities) are recomputed from its member articles once per page for every
+story the page touched.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
-from datetime import timedelta
 
 import asyncpg
 
 from newsflow import entity_registry
-from newsflow.domain import grouping
 from newsflow.domain.events import (
+    ArticleAssignedToStory,
     ArticleCleaned,
     ArticleDedupKeyed,
     ArticleDuplicateDetected,
@@ -24,31 +32,69 @@ from newsflow.domain.events import (
     ArticleRevised,
     ArticleText,
     RecordedEvent,
+    StoriesMerged,
+    StoryStarted,
     registry,
 )
-from newsflow.domain.identity import story_id_for
 
 STORIES_READER = "projection.stories"
-STORY_WINDOW = timedelta(days=7)
+SCHEMA = "projection"
+# Every table the stories projection owns, in an order that rebuilds can copy in.
+TABLES = ("articles", "stories", "story_merges", "rejections", "entities", "entity_aliases", "article_entities")
 LEAD_CHARS = 400
+TOP_ENTITIES = 10
 
 
 async def apply_events(conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
+    """LogReader handler of the live projection (tables in the ``projection`` schema)."""
+    await conn.execute(f"SET LOCAL search_path TO {SCHEMA}")
+    await apply(conn, events)
+
+
+async def apply(conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
+    """Apply events to the projection tables found on the connection's search_path."""
+    touched_stories: set[uuid.UUID] = set()
+    touched_articles: set[uuid.UUID] = set()
     for event in events:
-        if event.type in (ArticleCleaned.event_type, ArticleNormalized.event_type):
-            await _article_text(conn, event, registry.parse(event))  # type: ignore[arg-type]
-        elif event.type == ArticleRevised.event_type:
+        t = event.type
+        if t in (ArticleCleaned.event_type, ArticleNormalized.event_type):
+            a: ArticleText = registry.parse(event)  # type: ignore[assignment]
+            await _article_text(conn, event, a)
+            touched_articles.add(a.article_id)
+        elif t == ArticleRevised.event_type:
             await _article_revised(conn, registry.parse(event))  # type: ignore[arg-type]
-        elif event.type == ArticleDedupKeyed.event_type:
+        elif t == ArticleDedupKeyed.event_type:
             await _article_keyed(conn, registry.parse(event))  # type: ignore[arg-type]
-        elif event.type == ArticleLanguageDetected.event_type:
-            await _article_language(conn, registry.parse(event))  # type: ignore[arg-type]
-        elif event.type == ArticleEntitiesExtracted.event_type:
-            await entity_registry.apply(conn, registry.parse(event))  # type: ignore[arg-type]
-        elif event.type == ArticleDuplicateDetected.event_type:
+        elif t == ArticleLanguageDetected.event_type:
+            d: ArticleLanguageDetected = registry.parse(event)  # type: ignore[assignment]
+            await _article_language(conn, d)
+            touched_articles.add(d.article_id)
+        elif t == ArticleEntitiesExtracted.event_type:
+            e: ArticleEntitiesExtracted = registry.parse(event)  # type: ignore[assignment]
+            await entity_registry.apply(conn, e)
+            touched_articles.add(e.article_id)
+        elif t == ArticleDuplicateDetected.event_type:
             await _article_duplicate(conn, registry.parse(event))  # type: ignore[arg-type]
-        elif event.type == ArticleRejected.event_type:
+        elif t == ArticleRejected.event_type:
             await _article_rejected(conn, event, registry.parse(event))  # type: ignore[arg-type]
+        elif t == StoryStarted.event_type:
+            await _story_started(conn, event, registry.parse(event))  # type: ignore[arg-type]
+        elif t == ArticleAssignedToStory.event_type:
+            assigned: ArticleAssignedToStory = registry.parse(event)  # type: ignore[assignment]
+            await _article_assigned(conn, event, assigned)
+            touched_stories.add(assigned.story_id)
+        elif t == StoriesMerged.event_type:
+            merged: StoriesMerged = registry.parse(event)  # type: ignore[assignment]
+            await _stories_merged(conn, event, merged)
+            touched_stories.add(merged.story_id)
+    if touched_articles:
+        rows = await conn.fetch(
+            "SELECT DISTINCT story_id FROM articles WHERE article_id = ANY($1::uuid[]) AND story_id IS NOT NULL",
+            list(touched_articles),
+        )
+        touched_stories.update(r["story_id"] for r in rows)
+    for story_id in sorted(touched_stories):
+        await _refresh_story(conn, story_id)
 
 
 def _lead(text: str) -> str:
@@ -58,80 +104,31 @@ def _lead(text: str) -> str:
     return cut + "…"
 
 
-async def _article_text(
-    conn: asyncpg.Connection, event: RecordedEvent, a: ArticleText
-) -> None:
-    seen_at = a.published_at or a.fetched_at
-    existing = await conn.fetchrow(
-        "SELECT story_id FROM projection.articles WHERE article_id = $1", a.article_id
-    )
-    story_id, score = (existing["story_id"], None) if existing else await _assign_story(conn, a, seen_at)
+async def _article_text(conn: asyncpg.Connection, event: RecordedEvent, a: ArticleText) -> None:
     await conn.execute(
         """
-        INSERT INTO projection.articles (article_id, url, source, title, lead, word_count, language_hint,
-            published_at, fetched_at, first_seen, revision, story_id, story_score, last_position)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11, $12, $13)
+        INSERT INTO articles (article_id, url, source, title, lead, word_count, language_hint,
+            published_at, fetched_at, first_seen, revision, last_position)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11)
         ON CONFLICT (article_id) DO UPDATE SET
             title = EXCLUDED.title, lead = EXCLUDED.lead, word_count = EXCLUDED.word_count,
             language_hint = EXCLUDED.language_hint, published_at = EXCLUDED.published_at,
             fetched_at = EXCLUDED.fetched_at, last_position = EXCLUDED.last_position
         """,
         a.article_id, a.url, a.source, a.title, _lead(a.text), a.word_count, a.language_hint,
-        a.published_at, a.fetched_at, seen_at, story_id, score, event.position,
+        a.published_at, a.fetched_at, a.published_at or a.fetched_at, event.position,
     )
-
-
-async def _assign_story(
-    conn: asyncpg.Connection, a: ArticleText, seen_at: object
-) -> tuple[object, float]:
-    terms = grouping.key_terms(a.title, a.text)
-    rows = await conn.fetch(
-        """
-        SELECT story_id::text AS story_id, terms FROM projection.stories
-        WHERE terms && $1::text[] AND last_seen >= $2::timestamptz - $3::interval
-              AND first_seen <= $2::timestamptz + $3::interval
-        """,
-        terms, seen_at, STORY_WINDOW,
-    )
-    chosen, score = grouping.choose_story(terms, [grouping.Candidate(r["story_id"], r["terms"]) for r in rows])
-    if chosen is None:
-        story_id = story_id_for(a.article_id)
-        await conn.execute(
-            """
-            INSERT INTO projection.stories (story_id, headline, lead, first_seen, last_seen, article_count,
-                sources, languages, terms, grouping)
-            VALUES ($1, $2, $3, $4, $4, 1, ARRAY[$5::text], $6::text[], $7::text[], $8)
-            """,
-            story_id, a.title, _lead(a.text), seen_at, a.source,
-            [a.language_hint] if a.language_hint else [], terms, grouping.GROUPING_VERSION,
-        )
-        return story_id, 1.0
-    row = await conn.fetchrow("SELECT terms FROM projection.stories WHERE story_id = $1::uuid", chosen)
-    await conn.execute(
-        """
-        UPDATE projection.stories SET
-            first_seen = least(first_seen, $2), last_seen = greatest(last_seen, $2),
-            article_count = article_count + 1,
-            sources = CASE WHEN $3 = ANY(sources) THEN sources ELSE sources || $3::text END,
-            languages = CASE WHEN $4::text IS NULL OR $4 = ANY(languages) THEN languages
-                             ELSE languages || $4::text END,
-            terms = $5::text[]
-        WHERE story_id = $1::uuid
-        """,
-        chosen, seen_at, a.source, a.language_hint, grouping.merge_terms(row["terms"], terms),
-    )
-    return chosen, score
 
 
 async def _article_revised(conn: asyncpg.Connection, r: ArticleRevised) -> None:
-    await conn.execute("UPDATE projection.articles SET revision = $2 WHERE article_id = $1", r.article_id, r.revision)
+    await conn.execute("UPDATE articles SET revision = $2 WHERE article_id = $1", r.article_id, r.revision)
 
 
 async def _article_keyed(conn: asyncpg.Connection, k: ArticleDedupKeyed) -> None:
     # New keys are judged afresh: a DuplicateDetected event follows if the article still repeats one.
     await conn.execute(
         """
-        UPDATE projection.articles SET
+        UPDATE articles SET
             duplicate_of = NULL, duplicate_of_url = NULL, duplicate_kind = NULL, duplicate_similarity = NULL
         WHERE article_id = $1
         """,
@@ -141,7 +138,7 @@ async def _article_keyed(conn: asyncpg.Connection, k: ArticleDedupKeyed) -> None
 
 async def _article_language(conn: asyncpg.Connection, d: ArticleLanguageDetected) -> None:
     await conn.execute(
-        "UPDATE projection.articles SET language = $2, language_confidence = $3 WHERE article_id = $1",
+        "UPDATE articles SET language = $2, language_confidence = $3 WHERE article_id = $1",
         d.article_id, None if d.code == "und" else d.code, d.confidence,
     )
 
@@ -149,7 +146,7 @@ async def _article_language(conn: asyncpg.Connection, d: ArticleLanguageDetected
 async def _article_duplicate(conn: asyncpg.Connection, d: ArticleDuplicateDetected) -> None:
     await conn.execute(
         """
-        UPDATE projection.articles
+        UPDATE articles
         SET duplicate_of = $2, duplicate_of_url = $3, duplicate_kind = $4, duplicate_similarity = $5
         WHERE article_id = $1
         """,
@@ -161,11 +158,94 @@ async def _article_rejected(conn: asyncpg.Connection, event: RecordedEvent, r: A
     cause = event.metadata.get("causation", {})
     await conn.execute(
         """
-        INSERT INTO projection.rejections (position, reason, detail, topic, kafka_partition, kafka_offset,
+        INSERT INTO rejections (position, reason, detail, source, topic, kafka_partition, kafka_offset,
             message_key, raw_size, rejected_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
         ON CONFLICT (position) DO NOTHING
         """,
-        event.position, r.reason, r.detail, cause.get("topic"), cause.get("partition"), cause.get("offset"),
-        r.key, r.raw_size, event.recorded_at,
+        event.position, r.reason, r.detail, r.source, cause.get("topic"), cause.get("partition"),
+        cause.get("offset"), r.key, r.raw_size, event.recorded_at,
+    )
+
+
+async def _story_started(conn: asyncpg.Connection, event: RecordedEvent, s: StoryStarted) -> None:
+    await conn.execute(
+        """
+        INSERT INTO stories (story_id, clusterer_version, started_position, last_position)
+        VALUES ($1, $2, $3, $3) ON CONFLICT (story_id) DO NOTHING
+        """,
+        s.story_id, s.clusterer_version, event.position,
+    )
+
+
+async def _article_assigned(conn: asyncpg.Connection, event: RecordedEvent, a: ArticleAssignedToStory) -> None:
+    await conn.execute(
+        """
+        UPDATE articles SET story_id = $2, story_role = $3, story_started = $4, story_score = $5,
+            story_shared_entities = $6, story_top_terms = $7, story_position = $8
+        WHERE article_id = $1
+        """,
+        a.article_id, a.story_id, a.role, a.started, a.score, a.shared_entities, a.top_terms, event.position,
+    )
+
+
+async def _stories_merged(conn: asyncpg.Connection, event: RecordedEvent, m: StoriesMerged) -> None:
+    await conn.execute(
+        "INSERT INTO story_merges (merged_story_id, into_story_id, bridging_article_id, position)"
+        " SELECT unnest($1::uuid[]), $2, $3, $4 ON CONFLICT DO NOTHING",
+        m.merged_story_ids, m.story_id, m.bridging_article_id, event.position,
+    )
+    await conn.execute("UPDATE story_merges SET into_story_id = $2 WHERE into_story_id = ANY($1::uuid[])",
+                       m.merged_story_ids, m.story_id)
+    await conn.execute("UPDATE articles SET story_id = $2 WHERE story_id = ANY($1::uuid[])",
+                       m.merged_story_ids, m.story_id)
+    await conn.execute("DELETE FROM stories WHERE story_id = ANY($1::uuid[])", m.merged_story_ids)
+    await conn.execute("UPDATE stories SET last_position = greatest(last_position, $2) WHERE story_id = $1",
+                       m.story_id, event.position)
+
+
+async def _refresh_story(conn: asyncpg.Connection, story_id: uuid.UUID) -> None:
+    """Recompute a story's aggregates from its member articles.
+
+    The representative article (headline, lead) is the canonical member that
+    matched the story best when it joined; a story of one article shows that one.
+    """
+    await conn.execute(
+        """
+        WITH m AS (SELECT * FROM articles WHERE story_id = $1),
+        rep AS (
+            SELECT article_id, title, lead FROM m WHERE story_role = 'canonical'
+            ORDER BY story_started, story_score DESC NULLS LAST, first_seen, article_id LIMIT 1
+        ),
+        ents AS (
+            SELECT e.name, count(*) AS articles, sum(ae.mentions) AS mentions FROM m
+            JOIN article_entities ae ON ae.article_id = m.article_id
+            JOIN entities e ON e.entity_id = ae.entity_id
+            GROUP BY e.entity_id, e.name
+            ORDER BY count(*) DESC, sum(ae.mentions) DESC, e.name
+            LIMIT $2
+        ),
+        agg AS (
+            SELECT min(first_seen) AS first_seen, max(first_seen) AS last_seen, count(*) AS article_count,
+                   count(*) FILTER (WHERE story_role = 'canonical') AS canonical_count,
+                   count(*) FILTER (WHERE story_role = 'duplicate') AS duplicate_count,
+                   count(DISTINCT source) AS source_count,
+                   coalesce(array_agg(DISTINCT source ORDER BY source), '{}') AS sources,
+                   coalesce(array_agg(DISTINCT language ORDER BY language)
+                            FILTER (WHERE language IS NOT NULL), '{}') AS languages,
+                   max(story_position) AS last_decision
+            FROM m
+        )
+        UPDATE stories s SET
+            headline = rep.title, lead = rep.lead, representative_article_id = rep.article_id,
+            first_seen = agg.first_seen, last_seen = agg.last_seen, article_count = agg.article_count,
+            canonical_count = agg.canonical_count, duplicate_count = agg.duplicate_count,
+            source_count = agg.source_count, sources = agg.sources, languages = agg.languages,
+            top_entities = coalesce(
+                (SELECT array_agg(name ORDER BY articles DESC, mentions DESC, name) FROM ents), '{}'),
+            last_position = greatest(s.last_position, agg.last_decision)
+        FROM agg LEFT JOIN rep ON true
+        WHERE s.story_id = $1
+        """,
+        story_id, TOP_ENTITIES,
     )

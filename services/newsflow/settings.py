@@ -42,6 +42,9 @@ class Settings(BaseSettings):
         1536, ge=0, description="Address-space limit of each stage worker process, in MiB (0: none)."
     )
     projection_batch: int = Field(500, description="Events a projection applies per transaction.")
+    cluster_snapshot_every: int = Field(
+        5000, ge=1, description="Articles the story clusterer decides between two snapshots of its state."
+    )
     poll_interval_s: float = Field(0.5, description="Log readers' poll interval when no notification arrives.")
     db_pool_size: int = Field(4, description="asyncpg pool size per process.")
     dashboard_password: str = Field(

@@ -7,6 +7,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from newsflow import story_clusterer
 from newsflow.adapters import postgres
 from newsflow.settings import Settings
 
@@ -39,6 +40,11 @@ async def collect(settings: Settings, conn: asyncpg.Connection) -> dict[str, Any
         r["name"]: {"position": r["position"], "behind": head - r["position"], "updated_at": r["updated_at"].isoformat()}
         for r in await conn.fetch("SELECT name, position, updated_at FROM newsflow.checkpoints ORDER BY name")
     }
+    stories = await conn.fetchval("SELECT count(*) FROM projection.stories")
+    snapshot = await conn.fetchrow(
+        "SELECT position, articles, length(state) AS bytes, taken_at FROM newsflow.reader_snapshots WHERE name = $1",
+        story_clusterer.READER,
+    )
     stored = await postgres.load_offsets(conn, settings.consumer_group, settings.raw_topic)
     ends = await kafka_log_ends(settings)
     partitions = sorted(set(stored) | set(ends or {}))
@@ -60,6 +66,11 @@ async def collect(settings: Settings, conn: asyncpg.Connection) -> dict[str, Any
         "readers": readers,
         "events_by_type": counts,
         "rejected": counts.get("ArticleRejected", 0),
+        "stories": stories,
+        "clusterer_snapshot": {
+            "position": snapshot["position"], "articles": snapshot["articles"], "bytes": snapshot["bytes"],
+            "taken_at": snapshot["taken_at"].isoformat(),
+        } if snapshot else None,
     }
 
 
@@ -76,4 +87,8 @@ def render(status: dict[str, Any]) -> str:
     for t, n in status["events_by_type"].items():
         lines.append(f"{t:<{width}}  {n}")
     lines.append(f"rejected: {status['rejected']}")
+    lines.append(f"stories: {status['stories']}")
+    snap = status["clusterer_snapshot"]
+    if snap:
+        lines.append(f"clusterer snapshot: position {snap['position']}, {snap['articles']} articles, {snap['bytes']} bytes")
     return "\n".join(lines)

@@ -81,7 +81,7 @@ def _quote_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _row_to_event(row: asyncpg.Record) -> RecordedEvent:
+def row_to_event(row: asyncpg.Record) -> RecordedEvent:
     return RecordedEvent(
         position=row["position"],
         event_id=row["event_id"],
@@ -95,7 +95,7 @@ def _row_to_event(row: asyncpg.Record) -> RecordedEvent:
     )
 
 
-_EVENT_COLUMNS = "position, event_id, stream_id, stream_version, type, schema_version, payload, metadata, recorded_at"
+EVENT_COLUMNS = "position, event_id, stream_id, stream_version, type, schema_version, payload, metadata, recorded_at"
 
 
 async def stream_versions(conn: asyncpg.Connection, stream_ids: Sequence[str]) -> dict[str, int]:
@@ -156,18 +156,30 @@ async def append(conn: asyncpg.Connection, events: Sequence[NewEvent]) -> list[i
 async def read_after(conn: asyncpg.Connection, position: int, limit: int) -> list[RecordedEvent]:
     """Events with position > ``position`` in order; gap-free thanks to serialized appends."""
     rows = await conn.fetch(
-        f"SELECT {_EVENT_COLUMNS} FROM newsflow.events WHERE position > $1 ORDER BY position LIMIT $2",
+        f"SELECT {EVENT_COLUMNS} FROM newsflow.events WHERE position > $1 ORDER BY position LIMIT $2",
         position,
         limit,
     )
-    return [_row_to_event(r) for r in rows]
+    return [row_to_event(r) for r in rows]
 
 
 async def read_stream(conn: asyncpg.Connection, stream_id: str) -> list[RecordedEvent]:
     rows = await conn.fetch(
-        f"SELECT {_EVENT_COLUMNS} FROM newsflow.events WHERE stream_id = $1 ORDER BY stream_version", stream_id
+        f"SELECT {EVENT_COLUMNS} FROM newsflow.events WHERE stream_id = $1 ORDER BY stream_version", stream_id
     )
-    return [_row_to_event(r) for r in rows]
+    return [row_to_event(r) for r in rows]
+
+
+async def read_stream_before(
+    conn: asyncpg.Connection, stream_id: str, position: int, types: Sequence[str]
+) -> list[RecordedEvent]:
+    """A stream's events of the given types recorded before ``position``, in order."""
+    rows = await conn.fetch(
+        f"SELECT {EVENT_COLUMNS} FROM newsflow.events"
+        " WHERE stream_id = $1 AND position < $2 AND type = ANY($3::text[]) ORDER BY position",
+        stream_id, position, list(types),
+    )
+    return [row_to_event(r) for r in rows]
 
 
 async def head_position(conn: asyncpg.Connection) -> int:

@@ -1,0 +1,177 @@
+"""`newsflow stories show ID [--as-of T]`: one story now, or as it stood at a past moment.
+
+Now: read from the live projection. As of T: the events recorded up to T are
+the truth of that moment, so the story is projected again from them, with the
+projection's own code, into temporary tables of this session: the clusterer's
+decisions up to T say which articles were in the story (following merges), and
+only those articles' events up to T are replayed. Entity names are resolved
+within the story's articles alone (the live registry resolves across all).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from newsflow import projections
+from newsflow.adapters import postgres
+from newsflow.domain.events import ArticleAssignedToStory, StoriesMerged, StoryStarted, registry
+from newsflow.domain.identity import article_stream
+from newsflow.story_clusterer import story_stream
+
+_DECISIONS = [StoryStarted.event_type, ArticleAssignedToStory.event_type, StoriesMerged.event_type]
+
+
+class StoryNotFound(LookupError):
+    pass
+
+
+async def show(conn: asyncpg.Connection, story_id: uuid.UUID, as_of: datetime | None = None) -> dict[str, Any]:
+    async with conn.transaction(readonly=as_of is None):
+        if as_of is None:
+            await conn.execute(f"SET LOCAL search_path TO {projections.SCHEMA}")
+            return await _read(conn, await _surviving(conn, story_id), None)
+        position = int(await conn.fetchval(
+            "SELECT coalesce(max(position), 0) FROM newsflow.events WHERE recorded_at <= $1", as_of
+        ))
+        decisions = await conn.fetch(
+            "SELECT position, type, payload FROM newsflow.events"
+            " WHERE type = ANY($1::text[]) AND position <= $2 ORDER BY position",
+            _DECISIONS, position,
+        )
+        merged_into: dict[str, str] = {}
+        member_of: dict[str, str] = {}
+        for d in decisions:
+            if d["type"] == StoriesMerged.event_type:
+                for m in d["payload"]["merged_story_ids"]:
+                    merged_into[m] = d["payload"]["story_id"]
+            elif d["type"] == ArticleAssignedToStory.event_type:
+                member_of[d["payload"]["article_id"]] = d["payload"]["story_id"]
+
+        def resolve(s: str) -> str:
+            while s in merged_into:
+                s = merged_into[s]
+            return s
+
+        target = resolve(str(story_id))
+        group = {s for s in {*member_of.values(), *merged_into} if resolve(s) == target} | {target}
+        members = [a for a, s in member_of.items() if resolve(s) == target]
+        if not members:
+            raise StoryNotFound(f"story {story_id} had no articles at {as_of.isoformat()}")
+        streams = [article_stream(uuid.UUID(a)) for a in members] + [story_stream(uuid.UUID(s)) for s in group]
+        rows = await conn.fetch(
+            f"SELECT {postgres.EVENT_COLUMNS} FROM newsflow.events"
+            " WHERE stream_id = ANY($1::text[]) AND position <= $2 ORDER BY position",
+            streams, position,
+        )
+        for table in projections.TABLES:
+            await conn.execute(
+                f"CREATE TEMPORARY TABLE {table} (LIKE {projections.SCHEMA}.{table} INCLUDING ALL) ON COMMIT DROP"
+            )
+        await conn.execute("SET LOCAL search_path TO pg_temp")
+        await projections.apply(conn, [registry.upcast(postgres.row_to_event(r)) for r in rows])
+        return await _read(conn, uuid.UUID(target), as_of)
+
+
+async def _surviving(conn: asyncpg.Connection, story_id: uuid.UUID) -> uuid.UUID:
+    """The story that holds ``story_id``'s articles now (itself, unless it was merged into another)."""
+    into = await conn.fetchval("SELECT into_story_id FROM story_merges WHERE merged_story_id = $1", story_id)
+    return into or story_id
+
+
+async def _read(conn: asyncpg.Connection, story_id: uuid.UUID, as_of: datetime | None) -> dict[str, Any]:
+    """The story from the projection tables on the search path."""
+    story = await conn.fetchrow("SELECT * FROM stories WHERE story_id = $1", story_id)
+    if story is None:
+        raise StoryNotFound(f"no story {story_id}")
+    articles = await conn.fetch(
+        """
+        SELECT article_id, url, source, title, first_seen, language, story_role AS role, story_started AS started,
+               story_score AS score, story_shared_entities AS shared_entities, story_top_terms AS top_terms,
+               duplicate_of_url, duplicate_kind
+        FROM articles WHERE story_id = $1 ORDER BY first_seen, article_id
+        """,
+        story_id,
+    )
+    timeline = await conn.fetch(
+        "SELECT date_trunc('hour', first_seen) AS hour, count(*) AS articles FROM articles"
+        " WHERE story_id = $1 GROUP BY 1 ORDER BY 1",
+        story_id,
+    )
+    entities = await conn.fetch(
+        """
+        SELECT e.name, e.type, count(*) AS articles, sum(ae.mentions) AS mentions
+        FROM articles a JOIN article_entities ae ON ae.article_id = a.article_id
+        JOIN entities e ON e.entity_id = ae.entity_id
+        WHERE a.story_id = $1 GROUP BY e.entity_id, e.name, e.type
+        ORDER BY count(*) DESC, sum(ae.mentions) DESC, e.name LIMIT 15
+        """,
+        story_id,
+    )
+    merged = await conn.fetch(
+        "SELECT merged_story_id FROM story_merges WHERE into_story_id = $1 ORDER BY position", story_id
+    )
+    return {
+        "id": str(story_id),
+        "as_of": as_of.isoformat() if as_of else None,
+        "headline": story["headline"],
+        "lead": story["lead"],
+        "first_seen": _iso(story["first_seen"]),
+        "last_seen": _iso(story["last_seen"]),
+        "article_count": story["article_count"],
+        "duplicate_count": story["duplicate_count"],
+        "sources": list(story["sources"]),
+        "languages": list(story["languages"]),
+        "merged_from": [str(r["merged_story_id"]) for r in merged],
+        "timeline": [{"hour": _iso(r["hour"]), "articles": r["articles"]} for r in timeline],
+        "entities": [dict(r) for r in entities],
+        "articles": [
+            {
+                "id": str(a["article_id"]), "url": a["url"], "source": a["source"], "title": a["title"],
+                "first_seen": _iso(a["first_seen"]), "language": a["language"], "role": a["role"],
+                "score": a["score"], "why": why(a),
+            }
+            for a in articles
+        ],
+    }
+
+
+def why(a: Any) -> str:
+    """Why an article is in its story, in words (the same wording as dashboard.story_articles.why)."""
+    if a["role"] == "duplicate":
+        return f"{a['duplicate_kind']} duplicate of {a['duplicate_of_url']}"
+    if a["started"]:
+        return "started the story"
+    parts = [f"score {a['score']:.3f}"]
+    if a["shared_entities"]:
+        parts.append("shared entities: " + ", ".join(a["shared_entities"]))
+    if a["top_terms"]:
+        parts.append("shared terms: " + ", ".join(a["top_terms"]))
+    return "; ".join(parts)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def render(story: dict[str, Any]) -> str:
+    lines = [
+        f"{story['headline']}",
+        f"  story {story['id']}" + (f"  as of {story['as_of']}" if story["as_of"] else "  (now)"),
+        f"  {story['article_count']} articles ({story['duplicate_count']} duplicates) from "
+        f"{len(story['sources'])} sources, {story['first_seen']} … {story['last_seen']}",
+        f"  sources: {', '.join(story['sources'])}   languages: {', '.join(story['languages']) or '-'}",
+    ]
+    if story["merged_from"]:
+        lines.append(f"  merged from: {', '.join(story['merged_from'])}")
+    lines.append("  entities: " + ", ".join(f"{e['name']} ({e['articles']})" for e in story["entities"]))
+    lines.append("  timeline (articles per hour):")
+    lines.extend(f"    {t['hour'][:16]}  {'#' * min(t['articles'], 60)} {t['articles']}" for t in story["timeline"])
+    lines.append("  articles:")
+    for a in story["articles"]:
+        lines.append(f"    {a['first_seen'][:16]}  {a['source']:<20.20}  {a['title']}")
+        lines.append(f"      {a['role']}: {a['why']}")
+    return "\n".join(lines)
