@@ -8,8 +8,10 @@ import asyncpg
 import pytest
 
 from conftest import role_url
+from newsflow import projections
 from newsflow.adapters import postgres
-from newsflow.domain.events import EventPayload, EventRegistry, NewEvent
+from newsflow.domain.events import ArticleRejected, EventPayload, EventRegistry, NewEvent, registry
+from newsflow.log_reader import LogReader
 
 
 def _event(stream: str, n: int = 0, expected: int | None = None) -> NewEvent:
@@ -138,3 +140,17 @@ async def test_old_event_versions_are_upcast_when_read(pool: asyncpg.Pool) -> No
     assert reg.upcast(stored[0]).schema_version == 3 and stored[0].payload == {"name": "Xi Jinping"}
 
 
+
+
+async def test_rejections_stored_as_v1_still_project_with_an_unknown_source(pool: asyncpg.Pool) -> None:
+    """ArticleRejected v2 added ``source``; a v1 event in an old log reads as source None and still projects."""
+    v1 = {"reason": "invalid_json", "detail": "Expecting value", "errors": [], "raw_sha256": "0" * 64,
+          "raw_size": 3, "raw_preview": "e30=", "key": None, "dead_letter_topic": "dlq"}
+    async with pool.acquire() as conn, conn.transaction():
+        await postgres.append(conn, [NewEvent("rejection-old", "ArticleRejected", 1, v1, {})])
+    await LogReader(projections.STORIES_READER, pool, projections.apply_events).catch_up()
+    async with pool.acquire() as conn:
+        (stored,) = await postgres.read_stream(conn, "rejection-old")
+        row = await conn.fetchrow("SELECT reason, source FROM dashboard.rejections")
+    assert stored.schema_version == 1 and registry.parse(stored) == ArticleRejected(**v1, source=None)
+    assert (row["reason"], row["source"]) == ("invalid_json", None)
