@@ -153,3 +153,20 @@ def test_live_stories_are_capped_longest_idle_first() -> None:
                                 ("Chess final drawn", "The chess final ended in a draw."), ("Bridge reopens", "Traffic returns.")]):
         c.add(_article(i, t, b, i))
     assert sorted(c.stories) == ["a2", "a3"]
+
+
+def test_a_story_stays_indexed_under_a_bounded_set_of_terms_however_many_articles_join() -> None:
+    """Each joining article brings new words; the story's index keys must not grow with them."""
+    t0 = datetime(2024, 3, 1, tzinfo=UTC)
+    clusterer = clustering.OnlineClusterer()
+    core = "Harbour strike Rotterdam dock workers union wage deal terminal containers port " * 3
+    decisions = [
+        clusterer.add(clustering.ArticleInput(
+            str(i), "Rotterdam dock strike", f"{core} word{i}a word{i}b word{i}c word{i}d", (), t0 + timedelta(hours=i), "en"
+        ))
+        for i in range(120)
+    ]
+    assert len({d.story_id for d in decisions}) == 1
+    (story,) = clusterer.stories.values()
+    assert len(story.keys) <= clustering.SETTINGS.index_terms
+    assert sum(len(ids) for ids in clusterer._index.values()) <= clustering.SETTINGS.index_terms

@@ -5,14 +5,18 @@ decisions; nothing depends on set or dict order, randomness or the wall clock. T
 whole state is plain data, so ``pickle`` snapshots it; restored and continued equals
 uninterrupted (tests/test_clustering.py).
 
-Algorithm (version 2):
+Algorithm (version 3; version 2 indexed a story under the top terms of every
+member it ever had, so big stories became candidates for ever more articles and
+the cost per article grew with the stream; version 3 bounds the keys, with the
+same scores on every evaluation set):
 
 - Vector: sublinear-tf · idf over the title (tokens counted ``title_rep`` times),
   the body, and the article's canonical entities folded into ``@entity`` terms
   (weight ``ent_rep``); idf is learned online from every article seen so far
   (``df`` Counter), nothing bundled. Unit length.
-- Candidates: an inverted index from each story's members' top terms (and
-  entity terms) to the story; an article looks up its own ``top_terms``. Stories
+- Candidates: an inverted index from each story's ``index_terms`` heaviest
+  centroid terms (entity terms included) to the story, re-keyed as the centroid
+  changes; an article looks up its own ``top_terms``. Stories
   idle for more than ``window_days`` behind the newest article seen, and beyond
   ``max_stories`` live stories the longest idle ones, are evicted from the index
   and from memory; centroids keep their ``centroid_terms`` heaviest terms. So
@@ -68,7 +72,7 @@ from datetime import datetime
 
 from newsflow.domain.entities import fold
 
-CLUSTERER_VERSION = "2"
+CLUSTERER_VERSION = "3"
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,8 @@ class Settings:
     window_days: float = 365.0     # stories idle longer than this (behind the latest article seen) are forgotten
     max_stories: int = 10_000      # and beyond this many live stories, the longest idle ones are forgotten first
     centroid_terms: int = 300      # terms kept in a story's centroid (the heaviest)
-    top_terms: int = 20            # an article's top terms: candidate look-up keys and index keys of its story
+    top_terms: int = 20            # an article's top terms: the keys it looks candidate stories up with
+    index_terms: int = 40          # a story is indexed under its centroid's heaviest terms, this many
     member_terms: int = 50         # terms kept per member vector
     members: int = 10              # member vectors kept per story: the first and the latest
 
@@ -243,7 +248,7 @@ class OnlineClusterer:
             sid, shared, started = a.article_id, (), True
             self.stories[sid] = _Story(sid)
             why = [t for t in top if not t.startswith("@")][:5]
-        self._join(self.stories[sid], vec, top, ents, a.at)
+        self._join(self.stories[sid], vec, ents, a.at)
         self._evict()
         return Decision(a.article_id, sid, started, round(score, 4), shared, tuple(why), merged)
 
@@ -256,7 +261,7 @@ class OnlineClusterer:
         time_factor = s.time_floor + (1 - s.time_floor) * math.exp(-(gap_days**2) / (2 * s.sigma_days**2))
         return sim * time_factor
 
-    def _join(self, story: _Story, vec: dict[str, float], top: list[str], ents: tuple[str, ...], at: datetime) -> None:
+    def _join(self, story: _Story, vec: dict[str, float], ents: tuple[str, ...], at: datetime) -> None:
         s = self.s
         c = story.centroid
         for t, w in vec.items():
@@ -273,10 +278,23 @@ class OnlineClusterer:
             story.last = at
             heapq.heappush(self._idle, (at, story.story_id))
         story.size += 1
-        for t in top:
-            if t not in story.keys:
-                story.keys.add(t)
-                self._index.setdefault(t, set()).add(story.story_id)
+        self._reindex(story)
+
+    def _reindex(self, story: _Story) -> None:
+        """Index the story under its centroid's heaviest terms only.
+
+        A story's keys stay bounded however many articles join it, so a big
+        story does not become a candidate for ever more articles.
+        """
+        keys = {t for t, _ in sorted(story.centroid.items(), key=lambda x: (-x[1], x[0]))[: self.s.index_terms]}
+        for t in sorted(story.keys - keys):
+            ids = self._index[t]
+            ids.discard(story.story_id)
+            if not ids:
+                del self._index[t]
+        for t in sorted(keys - story.keys):
+            self._index.setdefault(t, set()).add(story.story_id)
+        story.keys = keys
 
     def _trim(self, story: _Story) -> None:
         if len(story.centroid) > self.s.centroid_terms:
@@ -301,9 +319,7 @@ class OnlineClusterer:
             ids.discard(other.story_id)
             if not ids:
                 del self._index[t]
-            if t not in into.keys:
-                into.keys.add(t)
-                self._index.setdefault(t, set()).add(into.story_id)
+        self._reindex(into)
 
 
 def _days_outside(at: datetime, first: datetime | None, last: datetime | None) -> float:
