@@ -19,5 +19,9 @@ run: install
 test: install
 	$(BIN)/pytest
 
+# Pipeline benchmark: real broker, pipeline and PostgreSQL; the last line printed is the JSON summary.
+bench: install
+	$(BIN)/python -m newsflow.benchmarks.pipeline_bench $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .newsflow .pytest_cache

@@ -48,11 +48,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]
 async def database_url(pg_server: EmbeddedPostgres) -> str:
     """A fresh, migrated database for one test."""
     url = await pg_server.ensure_database(f"t_{uuid.uuid4().hex[:12]}")
-    conn = await postgres.connect(url)
-    try:
-        await postgres.migrate(conn)
-    finally:
-        await conn.close()
+    await postgres.migrate_url(url)
     return url
 
 

@@ -228,11 +228,7 @@ async def _cmd_status(settings: Settings, args: argparse.Namespace) -> None:
 async def _cmd_migrate(settings: Settings, args: argparse.Namespace) -> None:
     from newsflow.adapters import postgres
 
-    conn = await postgres.connect(settings.database_url)
-    try:
-        applied = await postgres.migrate(conn, settings.dashboard_password)
-    finally:
-        await conn.close()
+    applied = await postgres.migrate_url(settings.database_url, settings.dashboard_password)
     print(f"applied {len(applied)} migrations: {', '.join(applied) or 'none (up to date)'}", file=sys.stderr)
 
 

@@ -68,11 +68,7 @@ async def run_services(
 
     ``pipeline_processes`` > 1 starts that many pipeline processes in all: this one and child processes.
     """
-    conn = await postgres.connect(settings.database_url)
-    try:
-        await postgres.migrate(conn, settings.dashboard_password)
-    finally:
-        await conn.close()
+    await postgres.migrate_url(settings.database_url, settings.dashboard_password)
     pool = await postgres.create_pool(settings.database_url, settings.db_pool_size)
     tasks: list[asyncio.Task[None]] = []
     try:

@@ -77,6 +77,15 @@ async def migrate(conn: asyncpg.Connection, dashboard_password: str | None = Non
     return applied
 
 
+async def migrate_url(url: str, dashboard_password: str | None = None) -> list[str]:
+    """``migrate`` on a connection of its own."""
+    conn = await connect(url)
+    try:
+        return await migrate(conn, dashboard_password)
+    finally:
+        await conn.close()
+
+
 def _quote_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
