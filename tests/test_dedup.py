@@ -9,6 +9,7 @@ import asyncpg
 
 from conftest import SEEDS, reaches, running_daemon, scalar, wait_until
 from newsflow.domain import dedup
+from newsflow.pipeline import NEAR_REUSE_MIN_JACCARD
 from newsflow.publisher import publish
 from newsflow.reprocess import reprocess
 from newsflow.settings import Settings
@@ -118,8 +119,15 @@ async def test_duplicates_point_at_the_first_seen_article_and_others_do_not(
     assert {a: (d["kind"], d["canonical_url"]) for a, d in redetected.items()} == {
         a: (d["kind"], d["canonical_url"]) for a, d in detected.items()
     }
-    # The exact duplicate did not pay for the entity model: it took the canonical's result, and says so.
+    # The exact duplicate and the close near duplicates did not pay for the entity model: they took the
+    # canonical's result, and say so; a copy that lost half the text ran the model on what it has.
     original_id, exact_id = str(rows[original_url]["id"]), str(rows[str(copies["exact"]["url"])]["id"])
-    assert entity_runs[exact_id]["reused_from"] == original_id
-    assert entity_runs[exact_id]["entities"] == entity_runs[original_id]["entities"]
-    assert [a for a, run in entity_runs.items() if run["reused_from"]] == [exact_id]
+    close = {str(rows[str(copies[n]["url"])]["id"]) for n in ("chrome", "truncated", "edited")
+             if detected[str(rows[str(copies[n]["url"])]["id"])]["similarity"] >= NEAR_REUSE_MIN_JACCARD}
+    truncated_id = str(rows[str(copies["truncated"]["url"])]["id"])
+    assert close and truncated_id not in close
+    assert {a for a, run in entity_runs.items() if run["reused_from"]} == {exact_id, *close}
+    for a in (exact_id, *close):
+        assert entity_runs[a]["reused_from"] == original_id
+        assert entity_runs[a]["entities"] == entity_runs[original_id]["entities"]
+    assert entity_runs[truncated_id]["reused_from"] is None and entity_runs[truncated_id]["entities"]

@@ -267,21 +267,26 @@ class PipelineWorker:
             return reject(record, Rejection("cleaning_crashed", f"{type(exc).__name__}: {exc}"), dlq)
 
     async def _enrich(self, outcomes: Sequence[Outcome]) -> list[Outcome]:
-        """The expensive stage (entities), paid once per text: exact duplicates reuse the canonical's result.
+        """The expensive stage (entities), paid once per text.
 
-        The exact-key check here is a read before the append transaction; the
-        transaction re-checks under the append lock, so a duplicate missed here
-        (committed concurrently by another worker) is still recorded as one, it
-        just ran the model itself.
+        Exact duplicates reuse the canonical's result, and so do near duplicates
+        whose estimated Jaccard with a stored article reaches
+        ``NEAR_REUSE_MIN_JACCARD`` (the same wire story under other site chrome
+        or with light edits: the entity model would find the same names, plus
+        whatever the foreign chrome mentions). These checks are reads before the
+        append transaction; the transaction re-checks under the append lock, so
+        a duplicate missed here (committed concurrently by another worker) is
+        still recorded as one, it just ran the model itself.
         """
         accepted = [o for o in outcomes if isinstance(o, Accepted)]
         async with self.pool.acquire() as conn:
             known = await dedup_store.entities_by_exact_key(conn, [o.dedup_key.exact_key for o in accepted])
+            near = await self._near_canonicals(conn, [o for o in accepted if o.dedup_key.exact_key not in known])
         first_in_batch: dict[str, Accepted] = {}
         runs: dict[uuid.UUID, asyncio.Task[NewEvent]] = {}
         for o in accepted:
             key = o.dedup_key.exact_key
-            if key not in known and key not in first_in_batch:
+            if key not in known and o.article_id not in near and key not in first_in_batch:
                 first_in_batch[key] = o
                 runs[o.article_id] = asyncio.ensure_future(self._extract_entities(o))
         results: list[Outcome] = []
@@ -292,8 +297,8 @@ class PipelineWorker:
             key = o.dedup_key.exact_key
             if o.article_id in runs:
                 event = await runs[o.article_id]
-            elif key in known:
-                canonical_id, payload = known[key]
+            elif key in known or o.article_id in near:
+                canonical_id, payload = known[key] if key in known else near[o.article_id]
                 event = processing.entities_event(
                     o, entities.Entities(payload["supported"], payload["entities"]), reused_from=canonical_id
                 )
@@ -306,6 +311,18 @@ class PipelineWorker:
                 )
             results.append(o.with_event(event))
         return results
+
+    async def _near_canonicals(
+        self, conn: asyncpg.Connection, candidates: Sequence[Accepted]
+    ) -> dict[uuid.UUID, tuple[uuid.UUID, dict[str, object]]]:
+        """Article id → (canonical id, its entity results) for close near duplicates of stored articles."""
+        canonical_of: dict[uuid.UUID, uuid.UUID] = {}
+        for o in candidates:
+            found = await dedup_store.find_duplicate(conn, o.article_id, o.dedup_key)
+            if found is not None and found.similarity >= NEAR_REUSE_MIN_JACCARD:
+                canonical_of[o.article_id] = found.canonical_id
+        results = await dedup_store.latest_entities(conn, list(canonical_of.values())) if canonical_of else {}
+        return {a: (c, results[c]) for a, c in canonical_of.items() if c in results}
 
     async def _extract_entities(self, o: Accepted) -> NewEvent:
         text = o.event(ArticleCleaned.event_type).payload["text"]
@@ -367,6 +384,9 @@ class PipelineWorker:
         keyed = o.event(ArticleDedupKeyed.event_type)
         event = await dedup_store.judge(conn, o.article_id, o.stream_id, o.url, o.dedup_key, keyed.event_id)
         return [event] if event else []
+
+
+NEAR_REUSE_MIN_JACCARD = 0.8
 
 
 def _closed_by_entities(events: Sequence[NewEvent], dedup_events: Sequence[NewEvent]) -> list[NewEvent]:

@@ -55,6 +55,19 @@ async def entities_by_exact_key(
     return {r["exact_key"]: (r["article_id"], r["payload"]) for r in rows}
 
 
+async def latest_entities(conn: asyncpg.Connection, article_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, object]]:
+    """Each article's latest successful entity results."""
+    rows = await conn.fetch(
+        """
+        SELECT DISTINCT ON (stream_id) payload FROM newsflow.events
+        WHERE stream_id = ANY($1::text[]) AND type = $2 AND payload->>'failure' IS NULL
+        ORDER BY stream_id, stream_version DESC
+        """,
+        [f"{ARTICLE_STREAM_PREFIX}{a}" for a in set(article_ids)], ArticleEntitiesExtracted.event_type,
+    )
+    return {uuid.UUID(r["payload"]["article_id"]): r["payload"] for r in rows}
+
+
 async def find_duplicate(
     conn: asyncpg.Connection, article_id: uuid.UUID, key: dedup.DedupKey, before_seq: int | None = None
 ) -> Duplicate | None:
