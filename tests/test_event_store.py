@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import ClassVar
 
 import asyncpg
@@ -154,3 +155,23 @@ async def test_rejections_stored_as_v1_still_project_with_an_unknown_source(pool
         row = await conn.fetchrow("SELECT reason, source FROM dashboard.rejections")
     assert stored.schema_version == 1 and registry.parse(stored) == ArticleRejected(**v1, source=None)
     assert (row["reason"], row["source"]) == ("invalid_json", None)
+
+
+async def test_position_at_finds_the_last_event_recorded_by_a_time_across_holes(pool: asyncpg.Pool) -> None:
+    """The binary search over positions that `stories show --as-of` uses, with a rolled-back append's hole."""
+    cuts, lasts = [], []
+    for i in range(4):
+        if i == 2:  # a rolled-back append leaves a hole in the positions
+            with pytest.raises(RuntimeError):
+                async with pool.acquire() as conn, conn.transaction():
+                    await postgres.append(conn, [NewEvent("hole", "Hole", 1, {}, {}) for _ in range(3)])
+                    raise RuntimeError("roll back")
+        async with pool.acquire() as conn, conn.transaction():
+            positions = await postgres.append(conn, [NewEvent(f"s{i}", "Tick", 1, {"i": i}, {}) for _ in range(i + 1)])
+        lasts.append(positions[-1])
+        async with pool.acquire() as conn:
+            cuts.append(await conn.fetchval("SELECT clock_timestamp()"))
+    async with pool.acquire() as conn:
+        first = await conn.fetchval("SELECT min(recorded_at) FROM newsflow.events")
+        assert await postgres.position_at(conn, first - dt.timedelta(seconds=1)) == 0
+        assert [await postgres.position_at(conn, c) for c in cuts] == lasts

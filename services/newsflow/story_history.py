@@ -34,9 +34,7 @@ async def show(conn: asyncpg.Connection, story_id: uuid.UUID, as_of: datetime | 
         if as_of is None:
             await conn.execute(f"SET LOCAL search_path TO {projections.SCHEMA}")
             return await _read(conn, await _surviving(conn, story_id), None)
-        position = int(await conn.fetchval(
-            "SELECT coalesce(max(position), 0) FROM newsflow.events WHERE recorded_at <= $1", as_of
-        ))
+        position = await postgres.position_at(conn, as_of)
         decisions = await conn.fetch(
             "SELECT position, type, payload FROM newsflow.events"
             " WHERE type = ANY($1::text[]) AND position <= $2 ORDER BY position",

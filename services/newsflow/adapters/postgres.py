@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from importlib import resources
 from typing import Any
 
@@ -189,6 +190,27 @@ async def read_stream_before(
         stream_id, position, list(types),
     )
     return [row_to_event(r) for r in rows]
+
+
+async def position_at(conn: asyncpg.Connection, when: datetime) -> int:
+    """The last position recorded at or before ``when`` (0: none).
+
+    Appends are serialized under the append lock and stamped with
+    ``clock_timestamp()`` inside it, so ``recorded_at`` grows with position: a
+    binary search over the primary key answers in a few dozen index look-ups,
+    where a filter on ``recorded_at`` would scan the whole log.
+    """
+    latest = "SELECT position, recorded_at FROM newsflow.events WHERE position <= $1 ORDER BY position DESC LIMIT 1"
+    lo, hi = 0, await head_position(conn)
+    while lo < hi:  # the largest bound whose latest event was recorded by ``when``
+        mid = (lo + hi + 1) // 2
+        row = await conn.fetchrow(latest, mid)
+        if row is None or row["recorded_at"] <= when:
+            lo = mid
+        else:
+            hi = mid - 1
+    row = await conn.fetchrow(latest, lo)
+    return int(row["position"]) if row is not None else 0
 
 
 async def head_position(conn: asyncpg.Connection) -> int:
