@@ -170,3 +170,27 @@ def test_a_story_stays_indexed_under_a_bounded_set_of_terms_however_many_article
     (story,) = clusterer.stories.values()
     assert len(story.keys) <= clustering.SETTINGS.index_terms
     assert sum(len(ids) for ids in clusterer._index.values()) <= clustering.SETTINGS.index_terms
+
+
+def test_recorded_decisions_placed_again_give_the_same_state_and_the_same_next_decisions() -> None:
+    """A clusterer rebuilt from the log's decisions (place) equals the one that took them (add)."""
+    stream = _toy()
+    for cut in range(len(stream) + 1):
+        decided = clustering.OnlineClusterer()
+        decisions = [decided.add(a) for a in stream[:cut]]
+        rebuilt = clustering.OnlineClusterer()
+        for a, d in zip(stream[:cut], decisions, strict=True):
+            rebuilt.place(a, d.story_id, d.merged)
+        assert pickle.dumps(rebuilt) == pickle.dumps(decided)
+        assert [rebuilt.add(a) for a in stream[cut:]] == [decided.add(a) for a in stream[cut:]]
+
+
+def test_a_recorded_decision_is_kept_even_where_this_version_would_decide_otherwise() -> None:
+    t0 = datetime(2024, 3, 1, tzinfo=UTC)
+    a = clustering.ArticleInput("a", "Port strike ends", "Dock workers ended their strike after a wage deal.", (), t0, "en")
+    b = clustering.ArticleInput("b", "Port strike ends", "Dock workers ended their strike after a wage deal.", (),
+                                t0 + timedelta(hours=1), "en")
+    c = clustering.OnlineClusterer()
+    c.place(a, "story-1")
+    c.place(b, "story-2")  # an older version kept them apart; the log says so, and the state follows the log
+    assert set(c.stories) == {"story-1", "story-2"} and c.stories["story-2"].size == 1

@@ -26,6 +26,13 @@ def _aware_time(text: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="newsflow", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -34,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("service", nargs="?", default="all", choices=["all", "pipeline", "clusterer", "projector"])
     run.add_argument("--embedded", action="store_true",
                      help="start a private PostgreSQL and an embedded broker under NEWSFLOW_STATE_DIR")
-    run.add_argument("--workers", type=int, default=1, metavar="N",
+    run.add_argument("--workers", type=_positive, default=1, metavar="N",
                      help="pipeline processes in the consumer group (this one and N-1 children)")
     run.add_argument("--publish", nargs="*", type=Path, default=[],
                      help="once running, publish these files/directories as a scraper would")

@@ -315,14 +315,18 @@ class PipelineWorker:
     async def _near_canonicals(
         self, conn: asyncpg.Connection, candidates: Sequence[Accepted]
     ) -> dict[uuid.UUID, tuple[uuid.UUID, dict[str, object]]]:
-        """Article id → (canonical id, its entity results) for close near duplicates of stored articles."""
-        canonical_of: dict[uuid.UUID, uuid.UUID] = {}
+        """Article id → (matched article, its entity results) for close near duplicates of stored articles.
+
+        The results reused are those of the stored article the similarity was
+        measured against, which need not be the canonical one.
+        """
+        matched_of: dict[uuid.UUID, uuid.UUID] = {}
         for o in candidates:
             found = await dedup_store.find_duplicate(conn, o.article_id, o.dedup_key)
             if found is not None and found.similarity >= NEAR_REUSE_MIN_JACCARD:
-                canonical_of[o.article_id] = found.canonical_id
-        results = await dedup_store.latest_entities(conn, list(canonical_of.values())) if canonical_of else {}
-        return {a: (c, results[c]) for a, c in canonical_of.items() if c in results}
+                matched_of[o.article_id] = found.matched_id
+        results = await dedup_store.latest_entities(conn, list(matched_of.values())) if matched_of else {}
+        return {a: (m, results[m]) for a, m in matched_of.items() if m in results}
 
     async def _extract_entities(self, o: Accepted) -> NewEvent:
         text = o.event(ArticleCleaned.event_type).payload["text"]

@@ -182,10 +182,11 @@ async def _article_assigned(conn: asyncpg.Connection, event: RecordedEvent, a: A
     await conn.execute(
         """
         UPDATE articles SET story_id = $2, story_role = $3, story_started = $4, story_score = $5,
-            story_shared_entities = $6, story_top_terms = $7, story_position = $8
+            story_shared_entities = $6, story_top_terms = $7, story_duplicate_of = $8, story_position = $9
         WHERE article_id = $1
         """,
-        a.article_id, a.story_id, a.role, a.started, a.score, a.shared_entities, a.top_terms, event.position,
+        a.article_id, a.story_id, a.role, a.started, a.score, a.shared_entities, a.top_terms, a.duplicate_of,
+        event.position,
     )
 
 

@@ -5,8 +5,9 @@ tables in the schema ``projection_rebuild`` (same code, pointed there through
 ``search_path``). The swap is one transaction: it locks the live projector's
 checkpoint row (the live projector waits), replays whatever arrived meanwhile,
 replaces the live tables' rows with the rebuilt ones, and sets the checkpoint to
-the last event the rebuild applied. Dashboards keep reading the old rows until
-that commit, because the views stay bound to the same tables.
+the last event the rebuild applied. The live rows are replaced with DELETE, not
+TRUNCATE: dashboards keep reading the old rows (MVCC) until that commit, without
+waiting on a table lock, and the views stay bound to the same tables.
 """
 
 from __future__ import annotations
@@ -58,9 +59,9 @@ async def rebuild(pool: asyncpg.Pool, name: str = "stories", page: int = 1000, p
             )
             await conn.execute("SELECT position FROM newsflow.checkpoints WHERE name = $1 FOR UPDATE", reader)
             position = await _replay(conn, position, page)
-            live = ", ".join(f"{projections.SCHEMA}.{t}" for t in tables)
-            await conn.execute(f"TRUNCATE {live}")
             counts: dict[str, int] = {}
+            for table in tables:
+                await conn.execute(f"DELETE FROM {projections.SCHEMA}.{table}")
             for table in tables:
                 status = await conn.execute(
                     f"INSERT INTO {projections.SCHEMA}.{table} SELECT * FROM {SHADOW}.{table}"

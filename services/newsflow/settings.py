@@ -46,7 +46,9 @@ class Settings(BaseSettings):
         5000, ge=1, description="Articles the story clusterer decides between two snapshots of its state."
     )
     poll_interval_s: float = Field(0.5, description="Log readers' poll interval when no notification arrives.")
-    db_pool_size: int = Field(4, description="asyncpg pool size per process.")
+    db_pool_size: int = Field(
+        8, ge=4, description="asyncpg pool size per process (each log reader also holds one connection to listen)."
+    )
     dashboard_password: str = Field(
         "dashboard", description="Password set for the read-only role newsflow_dashboard at migration time."
     )

@@ -10,19 +10,23 @@ checkpoint. A canonical article is judged by the pure online clusterer
 without being scored, so copies never pull a story's centroid. An article keeps
 the story it was first given: revisions and reprocessing do not move it.
 
-The clusterer's memory (term statistics, recent stories, which article is in
-which story) is a deterministic function of the log up to its checkpoint. It is
-snapshotted (pickled) every ``snapshot_every`` articles in the same transaction
-as the checkpoint; on start, or when another instance moved the checkpoint, the
-state is restored from the latest snapshot and the events after it are folded
-in again without appending (they were decided before, identically).
+The clusterer's memory (term statistics, recent stories, recent article →
+story answers) is a function of the log up to its checkpoint. It is snapshotted
+(pickled, off the event loop) every ``snapshot_every`` articles in the same
+transaction as the checkpoint; on start, or when another instance moved the
+checkpoint, the state is restored from the latest snapshot of this clusterer
+version, and the articles after it are applied again with the decisions the log
+recorded for them (never decided twice), so the state follows the log even
+after an upgrade changed how new articles are decided.
 """
 
 from __future__ import annotations
 
+import asyncio
 import pickle
 import uuid
 import zlib
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -51,6 +55,7 @@ log = structlog.get_logger(__name__)
 
 READER = "clusterer.stories"
 STORY_STREAM_PREFIX = "story-"
+STORY_OF_CACHE = 100_000  # article → story answers kept in memory; older ones come from the log
 _INPUT_TYPES = (
     ArticleCleaned.event_type, ArticleNormalized.event_type, ArticleLanguageDetected.event_type,
     ArticleDuplicateDetected.event_type, ArticleEntitiesExtracted.event_type,
@@ -61,9 +66,9 @@ def story_stream(story_id: uuid.UUID) -> str:
     return f"{STORY_STREAM_PREFIX}{story_id}"
 
 
-def story_uuid(domain_story_id: str) -> uuid.UUID:
-    """A story's id: derived from the article that started it, so a replay gives the same ids."""
-    return story_id_for(uuid.UUID(domain_story_id))
+def story_uuid(article_id: str) -> uuid.UUID:
+    """The id of the story an article starts: derived from the article, so a replay gives the same ids."""
+    return story_id_for(uuid.UUID(article_id))
 
 
 @dataclass
@@ -78,75 +83,107 @@ class _Version:
     similarity: float = 1.0
 
 
+@dataclass(frozen=True)
+class _Recorded:
+    """A decision already in the log, keyed by the position of the event that closed its article."""
+
+    story_id: str
+    role: str
+    merged: tuple[str, ...] = ()
+
+
 @dataclass
 class ClustererState:
-    """Everything the decisions depend on; pickled into snapshots."""
+    """Everything the decisions depend on; pickled into snapshots.
+
+    Story ids are the story UUIDs as text. ``story_of`` is a bounded cache of
+    article → story; older answers come from the log (an index on the
+    assignment events), so the state does not grow with every article ever seen.
+    """
 
     model: clustering.OnlineClusterer
-    story_of: dict[str, str]
+    story_of: OrderedDict[str, str]
     merged_into: dict[str, str]
     articles: int = 0
 
     @classmethod
     def empty(cls) -> "ClustererState":
-        return cls(clustering.OnlineClusterer(), {}, {})
+        return cls(clustering.OnlineClusterer(), OrderedDict(), {})
 
     def resolve(self, story: str) -> str:
         while story in self.merged_into:
             story = self.merged_into[story]
         return story
 
+    def remember(self, article_id: str, story: str) -> None:
+        self.story_of[article_id] = story
+        self.story_of.move_to_end(article_id)
+        while len(self.story_of) > STORY_OF_CACHE:
+            self.story_of.popitem(last=False)
+
 
 class StoryClusterer:
     def __init__(self, snapshot_every: int = 5000) -> None:
         self.snapshot_every = snapshot_every
         self.state = ClustererState.empty()
-        self.position = 0
+        self.position = 0  # the log position the state stands for; -1 while a page is half applied
         self._pending: dict[str, _Version] = {}
+        self._recorded: dict[int, _Recorded] = {}
         self._since_snapshot = 0
 
     async def handle(self, conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
-        """LogReader handler: decide, append the decisions, snapshot now and then (all in the reader's transaction)."""
+        """LogReader handler: decide, snapshot now and then, append the decisions (all in the reader's transaction)."""
         checkpoint = await postgres.load_checkpoint(conn, READER)
         if checkpoint != self.position:
             await self.restore(conn, checkpoint)
+        self.position = -1  # if this page fails half way, the next one restores first
         decisions: list[NewEvent] = []
         for event in events:
             decisions.extend(await self._fold(conn, event))
-        self.position = events[-1].position
-        if decisions:
-            await postgres.append(conn, decisions)
+        self._pending.clear()  # a version split across pages is read back from the log
         if self._since_snapshot >= self.snapshot_every:
-            await self._save_snapshot(conn)
+            await self._save_snapshot(conn, events[-1].position)
+        if decisions:
+            await postgres.append(conn, decisions)  # takes the append lock: last, and briefly
+        self.position = events[-1].position
 
     async def restore(self, conn: asyncpg.Connection, checkpoint: int) -> None:
-        """Rebuild the in-memory state for ``checkpoint``: latest usable snapshot, then fold the rest."""
+        """Rebuild the in-memory state for ``checkpoint``: the latest usable snapshot, then the log after it.
+
+        Articles after the snapshot are not decided again: their recorded
+        decisions are applied (``OnlineClusterer.place``). So the state follows
+        the log even when this code is not the version that decided.
+        """
         row = await conn.fetchrow(
             "SELECT position, version, state FROM newsflow.reader_snapshots WHERE name = $1", READER
         )
+        self.state, self.position = ClustererState.empty(), 0
         if row is not None and row["version"] == clustering.CLUSTERER_VERSION and row["position"] <= checkpoint:
-            self.state = pickle.loads(zlib.decompress(row["state"]))
-            self.position = row["position"]
-        else:
-            self.state, self.position = ClustererState.empty(), 0
+            try:
+                self.state = await asyncio.to_thread(_load, row["state"])
+                self.position = row["position"]
+            except Exception:  # an unreadable snapshot costs a longer replay, nothing else
+                log.exception("clusterer.snapshot_unreadable", position=row["position"])
         self._pending.clear()
+        self._recorded = await _recorded_decisions(conn, self.position)
         replayed = 0
         while self.position < checkpoint:
-            page = await postgres.read_after(conn, self.position, 1000)
-            page = [e for e in page if e.position <= checkpoint]
+            page = [e for e in await postgres.read_after(conn, self.position, 1000) if e.position <= checkpoint]
             if not page:
                 break
             for event in page:
                 await self._fold(conn, registry.upcast(event))
                 replayed += 1
+            self._pending.clear()
             self.position = page[-1].position
         self.position = checkpoint
+        self._recorded = {}
         self._since_snapshot = 0
         log.info("clusterer.restored", snapshot=row["position"] if row else None, checkpoint=checkpoint,
                  replayed_events=replayed, articles=self.state.articles)
 
-    async def _save_snapshot(self, conn: asyncpg.Connection) -> None:
-        blob = zlib.compress(pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL), 1)
+    async def _save_snapshot(self, conn: asyncpg.Connection, position: int) -> None:
+        blob = await asyncio.to_thread(_dump, self.state)  # off the event loop: heartbeats keep flowing
         await conn.execute(
             """
             INSERT INTO newsflow.reader_snapshots (name, position, version, state, articles)
@@ -154,52 +191,72 @@ class StoryClusterer:
             ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, version = EXCLUDED.version,
                 state = EXCLUDED.state, articles = EXCLUDED.articles, taken_at = now()
             """,
-            READER, self.position, clustering.CLUSTERER_VERSION, blob, self.state.articles,
+            READER, position, clustering.CLUSTERER_VERSION, blob, self.state.articles,
         )
         self._since_snapshot = 0
-        log.info("clusterer.snapshot", position=self.position, bytes=len(blob), articles=self.state.articles)
+        log.info("clusterer.snapshot", position=position, bytes=len(blob), articles=self.state.articles)
 
     async def _fold(self, conn: asyncpg.Connection, event: RecordedEvent) -> list[NewEvent]:
         if event.type not in _INPUT_TYPES:
             return []
-        article_id = event.payload["article_id"]
-        if article_id in self.state.story_of:
-            self._pending.pop(article_id, None)
-            return []  # an article keeps its first story
         if event.type != ArticleEntitiesExtracted.event_type:
             _note(self._pending, event)
             return []
-        version = self._pending.pop(article_id, None) or await _version_from_log(conn, event)
+        article_id = event.payload["article_id"]
+        version = self._pending.pop(article_id, None)
+        recorded = self._recorded.get(event.position)
+        if recorded is None and await self._story_of(conn, article_id) is not None:
+            return []  # an article keeps its first story
+        version = version or await _version_from_log(conn, event)
         if version is None:
             log.warning("clusterer.no_text", article_id=article_id, position=event.position)
             return []
         entities = tuple(e["name"] for e in event.payload["entities"])
-        return self._decide(article_id, version, entities, event)
+        if recorded is not None:
+            self._replay(article_id, version, entities, recorded)
+            return []
+        return await self._decide(conn, article_id, version, entities, event)
 
-    def _decide(
-        self, article_id: str, version: _Version, entities: tuple[str, ...], cause: RecordedEvent
+    async def _story_of(self, conn: asyncpg.Connection, article_id: str) -> str | None:
+        story = self.state.story_of.get(article_id)
+        if story is None:
+            story = await conn.fetchval(
+                "SELECT payload->>'story_id' FROM newsflow.events"
+                " WHERE type = $1 AND payload->>'article_id' = $2 ORDER BY position LIMIT 1",
+                ArticleAssignedToStory.event_type, article_id,
+            )
+        return self.state.resolve(story) if story is not None else None
+
+    def _replay(self, article_id: str, version: _Version, entities: tuple[str, ...], recorded: _Recorded) -> None:
+        state = self.state
+        state.articles += 1
+        if recorded.role == "canonical":
+            state.model.place(_input(article_id, version, entities), recorded.story_id, recorded.merged)
+            for merged in recorded.merged:
+                state.merged_into[merged] = recorded.story_id
+        state.remember(article_id, recorded.story_id)
+
+    async def _decide(
+        self, conn: asyncpg.Connection, article_id: str, version: _Version, entities: tuple[str, ...],
+        cause: RecordedEvent,
     ) -> list[NewEvent]:
         state = self.state
         metadata = {"causation": {"kind": "event", "event_id": str(cause.event_id), "position": cause.position}}
-        canonical_story = state.story_of.get(version.duplicate_of) if version.duplicate_of else None
+        canonical_story = await self._story_of(conn, version.duplicate_of) if version.duplicate_of else None
         state.articles += 1
         self._since_snapshot += 1
         if canonical_story is not None:
-            story = state.resolve(canonical_story)
-            state.story_of[article_id] = story
-            sid = story_uuid(story)
+            state.remember(article_id, canonical_story)
+            sid = uuid.UUID(canonical_story)
             assigned = ArticleAssignedToStory(
                 story_id=sid, clusterer_version=clustering.CLUSTERER_VERSION, article_id=uuid.UUID(article_id),
                 role="duplicate", started=False, score=round(version.similarity, 4), shared_entities=[],
                 top_terms=[], duplicate_of=uuid.UUID(version.duplicate_of),  # type: ignore[arg-type]
             )
             return [NewEvent.of(story_stream(sid), assigned, metadata)]
-        decision = state.model.add(clustering.ArticleInput(
-            article_id=article_id, title=version.title, text=version.text, entities=entities,
-            at=version.at, language=version.language,
-        ))
-        state.story_of[article_id] = decision.story_id
-        sid = story_uuid(decision.story_id)
+        decision = state.model.add(_input(article_id, version, entities), new_story_id=str(story_uuid(article_id)))
+        state.remember(article_id, decision.story_id)
+        sid = uuid.UUID(decision.story_id)
         stream = story_stream(sid)
         out: list[NewEvent] = []
         if decision.started:
@@ -212,7 +269,7 @@ class StoryClusterer:
                 state.merged_into[merged] = decision.story_id
             out.append(NewEvent.of(stream, StoriesMerged(
                 story_id=sid, clusterer_version=clustering.CLUSTERER_VERSION,
-                merged_story_ids=[story_uuid(m) for m in decision.merged],
+                merged_story_ids=[uuid.UUID(m) for m in decision.merged],
                 bridging_article_id=uuid.UUID(article_id),
             ), metadata))
         out.append(NewEvent.of(stream, ArticleAssignedToStory(
@@ -221,6 +278,44 @@ class StoryClusterer:
             shared_entities=_display_names(decision.shared_entities, entities), top_terms=list(decision.top_terms),
         ), metadata))
         return out
+
+
+def _input(article_id: str, version: _Version, entities: tuple[str, ...]) -> clustering.ArticleInput:
+    return clustering.ArticleInput(
+        article_id=article_id, title=version.title, text=version.text, entities=entities,
+        at=version.at, language=version.language,
+    )
+
+
+def _dump(state: ClustererState) -> bytes:
+    return zlib.compress(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL), 1)
+
+
+def _load(blob: bytes) -> ClustererState:
+    state = pickle.loads(zlib.decompress(blob))
+    if not isinstance(state, ClustererState):
+        raise TypeError(f"snapshot holds {type(state).__name__}, not ClustererState")
+    return state
+
+
+async def _recorded_decisions(conn: asyncpg.Connection, after: int) -> dict[int, _Recorded]:
+    """Decisions recorded for articles closed after ``after``, by the position of the closing event."""
+    rows = await conn.fetch(
+        "SELECT type, payload, metadata FROM newsflow.events"
+        " WHERE type = ANY($1::text[]) AND position > $2 ORDER BY position",
+        [ArticleAssignedToStory.event_type, StoriesMerged.event_type], after,
+    )
+    merged: dict[int, tuple[str, ...]] = {}
+    recorded: dict[int, _Recorded] = {}
+    for r in rows:
+        closing = r["metadata"].get("causation", {}).get("position")
+        if closing is None or closing <= after:
+            continue
+        if r["type"] == StoriesMerged.event_type:
+            merged[closing] = tuple(r["payload"]["merged_story_ids"])
+        else:
+            recorded[closing] = _Recorded(r["payload"]["story_id"], r["payload"]["role"], merged.get(closing, ()))
+    return recorded
 
 
 def _display_names(shared: Sequence[str], names: Sequence[str]) -> list[str]:

@@ -87,10 +87,11 @@ async def _read(conn: asyncpg.Connection, story_id: uuid.UUID, as_of: datetime |
         raise StoryNotFound(f"no story {story_id}")
     articles = await conn.fetch(
         """
-        SELECT article_id, url, source, title, first_seen, language, story_role AS role, story_started AS started,
-               story_score AS score, story_shared_entities AS shared_entities, story_top_terms AS top_terms,
-               duplicate_of_url, duplicate_kind
-        FROM articles WHERE story_id = $1 ORDER BY first_seen, article_id
+        SELECT a.article_id, a.url, a.source, a.title, a.first_seen, a.language, a.story_role AS role,
+               a.story_started AS started, a.story_score AS score, a.story_shared_entities AS shared_entities,
+               a.story_top_terms AS top_terms, a.story_duplicate_of AS duplicate_of, c.url AS duplicate_of_url
+        FROM articles a LEFT JOIN articles c ON c.article_id = a.story_duplicate_of
+        WHERE a.story_id = $1 ORDER BY a.first_seen, a.article_id
         """,
         story_id,
     )
@@ -140,7 +141,7 @@ async def _read(conn: asyncpg.Connection, story_id: uuid.UUID, as_of: datetime |
 def why(a: Any) -> str:
     """Why an article is in its story, in words (the same wording as dashboard.story_articles.why)."""
     if a["role"] == "duplicate":
-        return f"{a['duplicate_kind']} duplicate of {a['duplicate_of_url']}"
+        return f"duplicate of {a['duplicate_of_url'] or a['duplicate_of']} (similarity {a['score']:.3f})"
     if a["started"]:
         return "started the story"
     parts = [f"score {a['score']:.3f}"]

@@ -143,10 +143,16 @@ async def append(conn: asyncpg.Connection, events: Sequence[NewEvent]) -> list[i
         current[e.stream_id] = at + 1
         versions.append(at + 1)
     try:
+        # One recorded_at for the whole append (taken under the lock), so a point in time never falls
+        # between the events of one append: `stories show --as-of` sees whole decisions.
         rows = await conn.fetch(
             """
-            INSERT INTO newsflow.events (event_id, stream_id, stream_version, type, schema_version, payload, metadata)
-            SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::int[], $6::jsonb[], $7::jsonb[])
+            WITH now_ AS MATERIALIZED (SELECT clock_timestamp() AS at)
+            INSERT INTO newsflow.events
+                (event_id, stream_id, stream_version, type, schema_version, payload, metadata, recorded_at)
+            SELECT e.*, now_.at
+            FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::int[], $6::jsonb[], $7::jsonb[]) AS e,
+                 now_
             RETURNING position
             """,
             [e.event_id for e in events],

@@ -209,15 +209,37 @@ class OnlineClusterer:
         norm = math.sqrt(sum(v * v for v in vec.values())) or 1.0
         return {t: v / norm for t, v in sorted(vec.items())}
 
-    def add(self, a: ArticleInput) -> Decision:
-        s = self.s
+    def _observe(self, a: ArticleInput) -> tuple[tuple[str, ...], dict[str, float]]:
+        """Count the article into the document frequencies; its folded entities and vector."""
         if self._clock is None or a.at > self._clock:
             self._clock = a.at
         ents = tuple(sorted({k for k in (fold(e) for e in a.entities) if k}))
         counts = self._counts(a, ents)
         self.n_docs += 1
         self.df.update(counts.keys())
-        vec = self._vector(counts)
+        return ents, self._vector(counts)
+
+    def place(self, a: ArticleInput, story_id: str, merged: tuple[str, ...] = ()) -> None:
+        """Apply a decision taken earlier (read back from the log) instead of deciding again.
+
+        The state changes exactly as ``add`` changed it when it took that
+        decision, so a clusterer rebuilt from recorded decisions continues like
+        the one that recorded them, even after its code (version) changed.
+        """
+        ents, vec = self._observe(a)
+        if story_id not in self.stories:
+            self.stories[story_id] = _Story(story_id)
+        story = self.stories[story_id]
+        for o in merged:
+            if o in self.stories and o != story_id:
+                self._merge(story, self.stories.pop(o))
+        self._join(story, vec, ents, a.at)
+        self._evict()
+
+    def add(self, a: ArticleInput, new_story_id: str | None = None) -> Decision:
+        """Decide the article's story. A story it starts gets ``new_story_id`` (default: the article's id)."""
+        s = self.s
+        ents, vec = self._observe(a)
         top = sorted(vec, key=lambda t: (-vec[t], t))[: s.top_terms]
         candidates: set[str] = set()
         for t in top:
@@ -245,7 +267,7 @@ class OnlineClusterer:
                     self._merge(story, self.stories.pop(o))
         else:
             score = scored[0][0] if scored else 0.0  # the best story it did not join
-            sid, shared, started = a.article_id, (), True
+            sid, shared, started = new_story_id or a.article_id, (), True
             self.stories[sid] = _Story(sid)
             why = [t for t in top if not t.startswith("@")][:5]
         self._join(self.stories[sid], vec, ents, a.at)

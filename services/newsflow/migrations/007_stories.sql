@@ -11,6 +11,9 @@ CREATE TABLE IF NOT EXISTS newsflow.reader_snapshots (
     taken_at  timestamptz NOT NULL DEFAULT now()
 );
 GRANT SELECT, INSERT, UPDATE ON newsflow.reader_snapshots TO newsflow_writer;
+-- Which story is an article in: the clusterer asks the log when its bounded cache does not know.
+CREATE INDEX IF NOT EXISTS events_assigned_article ON newsflow.events ((payload->>'article_id'))
+    WHERE type = 'ArticleAssignedToStory';
 
 DROP VIEW IF EXISTS dashboard.stories, dashboard.story_articles, dashboard.articles,
     dashboard.rejections, dashboard.entity_mentions;
@@ -52,6 +55,7 @@ ALTER TABLE projection.articles
     ADD COLUMN story_score           real,
     ADD COLUMN story_shared_entities text[],
     ADD COLUMN story_top_terms       text[],
+    ADD COLUMN story_duplicate_of    uuid,
     ADD COLUMN story_position        bigint;
 DROP INDEX IF EXISTS projection.articles_story;
 CREATE INDEX articles_story_seen ON projection.articles (story_id, first_seen);
@@ -82,7 +86,8 @@ SELECT s.story_id AS id,
             WHEN s.last_seen >= now() - interval '72 hours' THEN 'cooling'
             ELSE 'stale' END AS status,
        s.clusterer_version
-FROM projection.stories s;
+FROM projection.stories s
+WHERE s.article_count > 0;  -- a story's first page may end between StoryStarted and its first article
 
 CREATE VIEW dashboard.articles AS
 SELECT a.article_id AS id,
@@ -119,17 +124,19 @@ SELECT a.story_id,
        a.story_score AS score,
        a.story_shared_entities AS shared_entities,
        a.story_top_terms AS top_terms,
-       a.duplicate_of,
+       a.story_duplicate_of AS duplicate_of,
        a.duplicate_kind,
        CASE
            WHEN a.story_role = 'duplicate' THEN
-               a.duplicate_kind || ' duplicate of ' || coalesce(a.duplicate_of_url, a.duplicate_of::text)
+               'duplicate of ' || coalesce(c.url, a.story_duplicate_of::text)
+               || ' (similarity ' || to_char(a.story_score, 'FM0.000') || ')'
            WHEN a.story_started THEN 'started the story'
            ELSE 'score ' || to_char(a.story_score, 'FM0.000')
                 || coalesce('; shared entities: ' || nullif(array_to_string(a.story_shared_entities, ', '), ''), '')
                 || coalesce('; shared terms: ' || nullif(array_to_string(a.story_top_terms, ', '), ''), '')
        END AS why
 FROM projection.articles a
+LEFT JOIN projection.articles c ON c.article_id = a.story_duplicate_of
 WHERE a.story_id IS NOT NULL;
 
 CREATE VIEW dashboard.story_timeline AS
