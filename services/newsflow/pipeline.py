@@ -279,14 +279,20 @@ class PipelineWorker:
         still recorded as one, it just ran the model itself.
         """
         accepted = [o for o in outcomes if isinstance(o, Accepted)]
-        async with self.pool.acquire() as conn:
-            known = await dedup_store.entities_by_exact_key(conn, [o.dedup_key.exact_key for o in accepted])
-            near = await self._near_canonicals(conn, [o for o in accepted if o.dedup_key.exact_key not in known])
         first_in_batch: dict[str, Accepted] = {}
         runs: dict[uuid.UUID, asyncio.Task[NewEvent]] = {}
-        for o in accepted:
-            key = o.dedup_key.exact_key
-            if key not in known and o.article_id not in near and key not in first_in_batch:
+        near: dict[uuid.UUID, tuple[uuid.UUID, dict[str, object]]] = {}
+        async with self.pool.acquire() as conn:
+            known = await dedup_store.entities_by_exact_key(conn, [o.dedup_key.exact_key for o in accepted])
+            for o in accepted:
+                key = o.dedup_key.exact_key
+                if key in known or key in first_in_batch:
+                    continue
+                # Looked up one by one while the stage workers already run the model on earlier articles.
+                match = await self._near_match(conn, o)
+                if match is not None:
+                    near[o.article_id] = match
+                    continue
                 first_in_batch[key] = o
                 runs[o.article_id] = asyncio.ensure_future(self._extract_entities(o))
         results: list[Outcome] = []
@@ -312,21 +318,17 @@ class PipelineWorker:
             results.append(o.with_event(event))
         return results
 
-    async def _near_canonicals(
-        self, conn: asyncpg.Connection, candidates: Sequence[Accepted]
-    ) -> dict[uuid.UUID, tuple[uuid.UUID, dict[str, object]]]:
-        """Article id → (matched article, its entity results) for close near duplicates of stored articles.
+    async def _near_match(self, conn: asyncpg.Connection, o: Accepted) -> tuple[uuid.UUID, dict[str, object]] | None:
+        """(matched article, its entity results) when ``o`` closely repeats a stored article, else None.
 
         The results reused are those of the stored article the similarity was
         measured against, which need not be the canonical one.
         """
-        matched_of: dict[uuid.UUID, uuid.UUID] = {}
-        for o in candidates:
-            found = await dedup_store.find_duplicate(conn, o.article_id, o.dedup_key)
-            if found is not None and found.similarity >= NEAR_REUSE_MIN_JACCARD:
-                matched_of[o.article_id] = found.matched_id
-        results = await dedup_store.latest_entities(conn, list(matched_of.values())) if matched_of else {}
-        return {a: (m, results[m]) for a, m in matched_of.items() if m in results}
+        found = await dedup_store.find_duplicate(conn, o.article_id, o.dedup_key)
+        if found is None or found.similarity < NEAR_REUSE_MIN_JACCARD:
+            return None
+        results = await dedup_store.latest_entities(conn, [found.matched_id])
+        return (found.matched_id, results[found.matched_id]) if found.matched_id in results else None
 
     async def _extract_entities(self, o: Accepted) -> NewEvent:
         text = o.event(ArticleCleaned.event_type).payload["text"]
