@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import asyncpg
@@ -58,3 +63,49 @@ async def test_two_pipeline_processes_share_the_stream_and_apply_each_message_on
 
 async def _all_received(pool: asyncpg.Pool, n: int) -> bool:
     return await scalar(pool, "SELECT count(*) FROM newsflow.events WHERE type = 'ArticleReceived'") >= n
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except FileNotFoundError:
+        return []
+    return [int(c) for c in text.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+async def test_child_pipeline_processes_stop_when_their_parent_is_killed(settings: Settings, tmp_path: Path) -> None:
+    env = {**os.environ, "NEWSFLOW_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+           "NEWSFLOW_DATABASE_URL": settings.database_url, "NEWSFLOW_RAW_TOPIC": settings.raw_topic,
+           "NEWSFLOW_DLQ_TOPIC": settings.dlq_topic, "NEWSFLOW_CONSUMER_GROUP": settings.consumer_group,
+           "NEWSFLOW_STATE_DIR": str(tmp_path), "NEWSFLOW_LOG_LEVEL": "warning"}
+    parent = subprocess.Popen([sys.executable, "-m", "newsflow", "run", "pipeline", "--workers", "2"], env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not [c for c in _children(parent.pid) if _cmdline(c).endswith("run pipeline")]:
+            assert time.monotonic() < deadline, "the child pipeline process never started"
+            await asyncio.sleep(0.2)
+        (child,) = [c for c in _children(parent.pid) if _cmdline(c).endswith("run pipeline")]
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.monotonic() + 45
+        while _alive(child):
+            assert time.monotonic() < deadline, "the orphaned child pipeline process kept running"
+            await asyncio.sleep(0.2)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except FileNotFoundError:
+        return ""

@@ -27,6 +27,22 @@ def install_stop_signals(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
+PARENT_ENV = "NEWSFLOW_INTERNAL_PARENT_PID"
+
+
+async def stop_when_orphaned(stop: asyncio.Event, interval_s: float = 1.0) -> None:
+    """In a child pipeline process: stop when the process that started it is gone (even SIGKILLed)."""
+    parent = int(os.environ.get(PARENT_ENV, "0"))
+    if not parent:
+        return
+    while not stop.is_set():
+        if os.getppid() != parent:
+            log.warning("daemon.parent_gone", parent=parent)
+            stop.set()
+            return
+        await asyncio.sleep(interval_s)
+
+
 def _settings_env(settings: Settings) -> dict[str, str]:
     """The environment that gives a child process these exact settings."""
     env = dict(os.environ)
@@ -41,7 +57,7 @@ async def _extra_pipeline_processes(settings: Settings, count: int, stop: asynci
     The Kafka way to use more cores: each process owns some partitions (and its own
     stage workers); PostgreSQL serializes their appends.
     """
-    env = _settings_env(settings)
+    env = {**_settings_env(settings), PARENT_ENV: str(os.getpid())}
     children = [
         await asyncio.create_subprocess_exec(sys.executable, "-m", "newsflow", "run", "pipeline", env=env)
         for _ in range(count)
@@ -91,6 +107,8 @@ async def run_services(
                 page_size=settings.projection_batch, poll_interval_s=settings.poll_interval_s,
             )
             tasks.append(asyncio.create_task(reader.run(stop), name="projector"))
+        if os.environ.get(PARENT_ENV):
+            tasks.append(asyncio.create_task(stop_when_orphaned(stop), name="orphan-watch"))
         log.info("daemon.running", services=list(services))
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         for task in done:
