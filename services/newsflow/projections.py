@@ -45,6 +45,14 @@ LEAD_CHARS = 400
 TOP_ENTITIES = 10
 
 
+async def create_empty_tables(conn: asyncpg.Connection, schema: str | None) -> None:
+    """Empty tables shaped like the live ones: in ``schema``, or temporary ones for this transaction (None)."""
+    for table in TABLES:
+        target, suffix = (f"{schema}.{table}", "") if schema else (table, " ON COMMIT DROP")
+        kind = "TABLE" if schema else "TEMPORARY TABLE"
+        await conn.execute(f"CREATE {kind} {target} (LIKE {SCHEMA}.{table} INCLUDING ALL){suffix}")
+
+
 async def apply_events(conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
     """LogReader handler of the live projection (tables in the ``projection`` schema)."""
     await conn.execute(f"SET LOCAL search_path TO {SCHEMA}")

@@ -48,8 +48,7 @@ async def rebuild(pool: asyncpg.Pool, name: str = "stories", page: int = 1000, p
     async with pool.acquire() as conn:
         await conn.execute(f"DROP SCHEMA IF EXISTS {SHADOW} CASCADE")
         await conn.execute(f"CREATE SCHEMA {SHADOW}")
-        for table in tables:
-            await conn.execute(f"CREATE TABLE {SHADOW}.{table} (LIKE {projections.SCHEMA}.{table} INCLUDING ALL)")
+        await projections.create_empty_tables(conn, SHADOW)
         head = await postgres.head_position(conn)
         with tqdm(total=head, desc=f"rebuild {name}", unit="event", disable=not progress) as bar:
             position = await _replay(conn, 0, page, bar)

@@ -111,9 +111,7 @@ class ClustererState:
         return cls(clustering.OnlineClusterer(), OrderedDict(), {})
 
     def resolve(self, story: str) -> str:
-        while story in self.merged_into:
-            story = self.merged_into[story]
-        return story
+        return clustering.follow_merges(self.merged_into, story)
 
     def remember(self, article_id: str, story: str) -> None:
         self.story_of[article_id] = story

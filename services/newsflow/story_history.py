@@ -18,6 +18,7 @@ import asyncpg
 
 from newsflow import projections
 from newsflow.adapters import postgres
+from newsflow.domain.clustering import follow_merges
 from newsflow.domain.events import ArticleAssignedToStory, StoriesMerged, StoryStarted, registry
 from newsflow.domain.identity import article_stream
 from newsflow.story_clusterer import story_stream
@@ -49,14 +50,9 @@ async def show(conn: asyncpg.Connection, story_id: uuid.UUID, as_of: datetime | 
             elif d["type"] == ArticleAssignedToStory.event_type:
                 member_of[d["payload"]["article_id"]] = d["payload"]["story_id"]
 
-        def resolve(s: str) -> str:
-            while s in merged_into:
-                s = merged_into[s]
-            return s
-
-        target = resolve(str(story_id))
-        group = {s for s in {*member_of.values(), *merged_into} if resolve(s) == target} | {target}
-        members = [a for a, s in member_of.items() if resolve(s) == target]
+        target = follow_merges(merged_into, str(story_id))
+        group = {s for s in {*member_of.values(), *merged_into} if follow_merges(merged_into, s) == target} | {target}
+        members = [a for a, s in member_of.items() if follow_merges(merged_into, s) == target]
         if not members:
             raise StoryNotFound(f"story {story_id} had no articles at {as_of.isoformat()}")
         streams = [article_stream(uuid.UUID(a)) for a in members] + [story_stream(uuid.UUID(s)) for s in group]
@@ -65,10 +61,7 @@ async def show(conn: asyncpg.Connection, story_id: uuid.UUID, as_of: datetime | 
             " WHERE stream_id = ANY($1::text[]) AND position <= $2 ORDER BY position",
             streams, position,
         )
-        for table in projections.TABLES:
-            await conn.execute(
-                f"CREATE TEMPORARY TABLE {table} (LIKE {projections.SCHEMA}.{table} INCLUDING ALL) ON COMMIT DROP"
-            )
+        await projections.create_empty_tables(conn, None)
         await conn.execute("SET LOCAL search_path TO pg_temp")
         await projections.apply(conn, [registry.upcast(postgres.row_to_event(r)) for r in rows])
         return await _read(conn, uuid.UUID(target), as_of)
@@ -88,8 +81,9 @@ async def _read(conn: asyncpg.Connection, story_id: uuid.UUID, as_of: datetime |
     articles = await conn.fetch(
         """
         SELECT a.article_id, a.url, a.source, a.title, a.first_seen, a.language, a.story_role AS role,
-               a.story_started AS started, a.story_score AS score, a.story_shared_entities AS shared_entities,
-               a.story_top_terms AS top_terms, a.story_duplicate_of AS duplicate_of, c.url AS duplicate_of_url
+               a.story_score AS score,
+               dashboard.story_why(a.story_role, a.story_started, a.story_score, a.story_shared_entities,
+                                   a.story_top_terms, coalesce(c.url, a.story_duplicate_of::text)) AS why
         FROM articles a LEFT JOIN articles c ON c.article_id = a.story_duplicate_of
         WHERE a.story_id = $1 ORDER BY a.first_seen, a.article_id
         """,
@@ -131,25 +125,11 @@ async def _read(conn: asyncpg.Connection, story_id: uuid.UUID, as_of: datetime |
             {
                 "id": str(a["article_id"]), "url": a["url"], "source": a["source"], "title": a["title"],
                 "first_seen": _iso(a["first_seen"]), "language": a["language"], "role": a["role"],
-                "score": a["score"], "why": why(a),
+                "score": a["score"], "why": a["why"],
             }
             for a in articles
         ],
     }
-
-
-def why(a: Any) -> str:
-    """Why an article is in its story, in words (the same wording as dashboard.story_articles.why)."""
-    if a["role"] == "duplicate":
-        return f"duplicate of {a['duplicate_of_url'] or a['duplicate_of']} (similarity {a['score']:.3f})"
-    if a["started"]:
-        return "started the story"
-    parts = [f"score {a['score']:.3f}"]
-    if a["shared_entities"]:
-        parts.append("shared entities: " + ", ".join(a["shared_entities"]))
-    if a["top_terms"]:
-        parts.append("shared terms: " + ", ".join(a["top_terms"]))
-    return "; ".join(parts)
 
 
 def _iso(value: datetime | None) -> str | None:

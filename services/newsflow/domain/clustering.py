@@ -66,7 +66,7 @@ import heapq
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
@@ -342,6 +342,13 @@ class OnlineClusterer:
             if not ids:
                 del self._index[t]
         self._reindex(into)
+
+
+def follow_merges(merged_into: Mapping[str, str], story: str) -> str:
+    """The story that holds ``story``'s articles now: follow the chain of merges to its end."""
+    while story in merged_into:
+        story = merged_into[story]
+    return story
 
 
 def _days_outside(at: datetime, first: datetime | None, last: datetime | None) -> float:

@@ -245,12 +245,7 @@ def final_stories(decisions: Sequence[clustering.Decision]) -> list[str]:
         for m in d.merged:
             absorbed_into[m] = d.story_id
 
-    def resolve(sid: str) -> str:
-        while sid in absorbed_into:
-            sid = absorbed_into[sid]
-        return sid
-
-    return [resolve(d.story_id) for d in decisions]
+    return [clustering.follow_merges(absorbed_into, d.story_id) for d in decisions]
 
 
 def score(ds: Dataset) -> dict[str, Any]:

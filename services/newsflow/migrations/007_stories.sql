@@ -110,6 +110,20 @@ SELECT a.article_id AS id,
        a.duplicate_similarity
 FROM projection.articles a;
 
+-- Why an article is in its story, in words: the one wording the view and `newsflow stories show` use.
+CREATE FUNCTION dashboard.story_why(role text, started boolean, score real, shared_entities text[],
+                                    top_terms text[], duplicate_of text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE
+        WHEN role = 'duplicate' THEN
+            'duplicate of ' || duplicate_of || ' (similarity ' || to_char(score, 'FM0.000') || ')'
+        WHEN started THEN 'started the story'
+        ELSE 'score ' || to_char(score, 'FM0.000')
+             || coalesce('; shared entities: ' || nullif(array_to_string(shared_entities, ', '), ''), '')
+             || coalesce('; shared terms: ' || nullif(array_to_string(top_terms, ', '), ''), '')
+    END
+$$;
+
 CREATE VIEW dashboard.story_articles AS
 SELECT a.story_id,
        a.article_id,
@@ -126,15 +140,8 @@ SELECT a.story_id,
        a.story_top_terms AS top_terms,
        a.story_duplicate_of AS duplicate_of,
        a.duplicate_kind,
-       CASE
-           WHEN a.story_role = 'duplicate' THEN
-               'duplicate of ' || coalesce(c.url, a.story_duplicate_of::text)
-               || ' (similarity ' || to_char(a.story_score, 'FM0.000') || ')'
-           WHEN a.story_started THEN 'started the story'
-           ELSE 'score ' || to_char(a.story_score, 'FM0.000')
-                || coalesce('; shared entities: ' || nullif(array_to_string(a.story_shared_entities, ', '), ''), '')
-                || coalesce('; shared terms: ' || nullif(array_to_string(a.story_top_terms, ', '), ''), '')
-       END AS why
+       dashboard.story_why(a.story_role, a.story_started, a.story_score, a.story_shared_entities,
+                           a.story_top_terms, coalesce(c.url, a.story_duplicate_of::text)) AS why
 FROM projection.articles a
 LEFT JOIN projection.articles c ON c.article_id = a.story_duplicate_of
 WHERE a.story_id IS NOT NULL;
