@@ -30,6 +30,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from newsflow.adapters import postgres
+from newsflow.benchmarks.stages import measure
 from newsflow.domain.events import NewEvent
 
 PIPELINE_STREAM_SQL = "(stream_id LIKE 'article-%' OR stream_id LIKE 'rejection-%')"
@@ -129,18 +130,6 @@ async def pg_append(url: str, events: Sequence[NewEvent], sizes: Sequence[int]) 
 
 # --- Stages alone ------------------------------------------------------------------------------------------
 
-def _rate(fn: Callable[[Any], object], items: Sequence[Any], seconds: float, warm: int = 2) -> dict[str, Any]:
-    """Items/s of ``fn`` going through ``items`` in order (cycling) for ``seconds``, after a short warm-up."""
-    for item in items[:warm]:
-        fn(item)
-    done, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        fn(items[done % len(items)])
-        done += 1
-    elapsed = time.perf_counter() - start
-    return {"articles_per_s": round(done / elapsed, 1), "items": done, "distinct": min(done, len(items))}
-
-
 def stages_alone(raw_messages: Sequence[bytes], cleaned: Sequence[tuple[str, str]], entity_seconds: float,
                  other_seconds: float) -> dict[str, Any]:
     """Each stage alone in this process: clean/language/dedup briefly, entities (spaCy) longest.
@@ -157,12 +146,12 @@ def stages_alone(raw_messages: Sequence[bytes], cleaned: Sequence[tuple[str, str
     en = [(t, lang) for t, lang in cleaned if lang in entities.SUPPORTED_LANGUAGES] or [(t, "en") for t in texts]
     out: dict[str, Any] = {}
     if msgs and other_seconds > 0:
-        out["clean"] = _rate(clean_article, msgs, other_seconds)
+        out["clean"] = measure(clean_article, msgs, other_seconds, warm=2)
     if texts and other_seconds > 0:
-        out["language"] = _rate(language.detect, texts, other_seconds)
-        out["dedup"] = _rate(dedup.dedup_key, texts, other_seconds)
+        out["language"] = measure(language.detect, texts, other_seconds, warm=2)
+        out["dedup"] = measure(dedup.dedup_key, texts, other_seconds, warm=2)
     if en:
-        out["entities"] = _rate(lambda p: entities.extract(p[0], p[1]), en, entity_seconds)
+        out["entities"] = measure(lambda p: entities.extract(p[0], p[1]), en, entity_seconds, warm=2)
         out["entities"]["mean_words"] = round(statistics.mean(len(t.split()) for t, _ in en))
     return out
 
