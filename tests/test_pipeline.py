@@ -223,3 +223,45 @@ async def test_a_regressed_partition_does_not_drop_other_partitions_records(sett
     regressed, keep = worker.split_regressed(records)
     assert regressed == {0}
     assert [(r.partition, r.offset) for r in keep] == [(1, 0), (1, 1), (1, 2)]
+
+
+class _SecondCommitFails(PipelineWorker):
+    """Fault injected in our own code (broker and database stay real): the worker's second commit raises."""
+
+    commits = 0
+
+    async def _commit(self, staged):  # type: ignore[no-untyped-def]
+        self.commits += 1
+        if self.commits == 2:
+            raise RuntimeError("injected commit failure")
+        await super()._commit(staged)
+
+
+async def test_no_batch_commits_past_a_failed_one_and_a_restart_applies_each_message_once(
+    settings: Settings, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """Batches overlap but commit in order: after a failed commit, nothing fetched later may commit."""
+    settings = settings.model_copy(update={"batch_max_records": 2, "pipeline_depth": 4, "raw_partitions": 1})
+    feed = tmp_path / "feed.jsonl"
+    urls = [f"https://order.example/{i}" for i in range(12)]  # more than pipeline_depth × batch_max_records
+    feed.write_text("".join(json.dumps(message(u, f"Article number {i} about the port.")) + "\n"
+                            for i, u in enumerate(urls)))
+    await kafka.ensure_topics(settings.kafka_bootstrap, [(settings.raw_topic, 1), (settings.dlq_topic, 1)])
+    await publish(settings.kafka_bootstrap, settings.raw_topic, [feed], progress=False)
+
+    worker = _SecondCommitFails(settings, pool)
+    try:
+        await asyncio.wait_for(worker.run(asyncio.Event()), 60)
+        raise AssertionError("the worker kept running after a failed commit")
+    except RuntimeError as exc:
+        assert str(exc) == "injected commit failure"
+    first_commit = await scalar(pool, CONSUMED_SQL, settings.consumer_group)
+    assert 0 < first_commit < len(urls)
+    assert await scalar(pool, RECEIVED_SQL) == first_commit, "only the first commit's records are in the log"
+
+    async with running_daemon(settings):
+        await wait_until(lambda: reaches(pool, len(urls), RECEIVED_SQL), what="every message after the restart")
+        await wait_until(lambda: reaches(pool, len(urls), CONSUMED_SQL, settings.consumer_group), what="offsets")
+    async with pool.acquire() as conn:
+        received = await conn.fetch("SELECT payload->'message'->>'url' AS url FROM newsflow.events WHERE type = 'ArticleReceived'")
+    assert sorted(r["url"] for r in received) == sorted(urls)

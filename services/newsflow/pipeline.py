@@ -6,6 +6,14 @@ seeks to the offsets stored in PostgreSQL (Kafka-side commits are never used).
 Inside the transaction the stored offsets are re-read under a row lock and
 records below them are skipped, which fences off a worker that lost its
 partitions in a rebalance but still finishes a batch.
+
+Batches overlap: while one batch waits for its commit, up to
+``NEWSFLOW_PIPELINE_DEPTH`` − 1 later ones are already being cleaned and
+enriched, so the stage workers do not idle through fetches, look-ups and
+commits, and one slow article does not hold back the stages of the messages
+behind it. Commits still happen one at a time in fetch order, each after the
+one before it succeeded, so stored offsets only move over records whose
+events are in the log.
 """
 
 from __future__ import annotations
@@ -15,8 +23,9 @@ import os
 import socket
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import asyncpg
 import structlog
@@ -59,6 +68,21 @@ class _PhaseTimer:
         self._last = now
 
 
+@dataclass
+class _Staged:
+    """A batch through its stages, ready to append."""
+
+    outcomes: list[Outcome]
+    timer: _PhaseTimer
+    entity_keys: list[str]  # exact keys of the entity runs it started (shared with later copies until it commits)
+
+
+@dataclass
+class _InFlight:
+    staging: asyncio.Task[_Staged]
+    committed: asyncio.Future[None]
+
+
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, worker: "PipelineWorker") -> None:
         self.worker = worker
@@ -90,6 +114,13 @@ class PipelineWorker:
         # positioning and batch handling never interleave.
         self._positioning = asyncio.Lock()
         self.batches = 0
+        # Batches being staged or committed, oldest first; the committer takes them in this order.
+        self._inflight: deque[_InFlight] = deque()
+        self._wake = asyncio.Event()
+        self._committer: asyncio.Task[None] | None = None
+        # Entity model runs not yet committed, by exact dedup key: a copy in a later batch waits for
+        # the run instead of paying for its own (the log cannot answer until the run's batch commits).
+        self._entity_runs: dict[str, tuple[uuid.UUID, asyncio.Future[NewEvent]]] = {}
 
     async def position_partitions(self, partitions: Iterable[TopicPartition]) -> None:
         """Seek each partition to the offset stored in PostgreSQL, or reset it safely (and record why)."""
@@ -100,7 +131,14 @@ class PipelineWorker:
             await self._position(assigned)
 
     async def _position(self, assigned: list[TopicPartition]) -> None:
+        """Seek to the stored offsets; batches still in flight commit first, so the stored offsets are current.
+
+        A batch in flight for a partition that has meanwhile moved to another
+        worker is fenced at its commit (records below the stored offsets are
+        skipped), so revocation itself need not wait for it.
+        """
         assert self.consumer is not None
+        await self.drain()
         s = self.settings
         self.cluster_id = await kafka.broker_cluster_id(s.kafka_bootstrap)
         starts = await self.consumer.beginning_offsets(assigned)
@@ -160,10 +198,13 @@ class PipelineWorker:
         await self.runner.start()
         await self.producer.start()
         await self.consumer.start()
+        self._committer = asyncio.create_task(self._commit_loop(), name="pipeline-committer")
         self.consumer.subscribe([s.raw_topic], listener=_Rebalance(self))
         log.info("pipeline.started", worker=self.worker_id, topic=s.raw_topic, group=s.consumer_group)
         try:
             while not stop.is_set():
+                if self._committer.done():
+                    self._committer.result()  # a failed commit stops the worker; PostgreSQL has its offsets
                 batch = await self.consumer.getmany(timeout_ms=s.batch_timeout_ms, max_records=s.batch_max_records)
                 records = [
                     SourceRecord(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp, self.cluster_id)
@@ -177,11 +218,57 @@ class PipelineWorker:
                     records = [r for r in records if r.partition in self.expected]
                     if records:
                         await self._apply(records)
+                while len(self._inflight) >= s.pipeline_depth:
+                    await asyncio.shield(self._inflight[0].committed)
+            await self.drain()
         finally:
+            self._committer.cancel()
+            for batch_in_flight in self._inflight:
+                batch_in_flight.staging.cancel()
+            await asyncio.gather(
+                self._committer, *(b.staging for b in self._inflight), *(b.committed for b in self._inflight),
+                return_exceptions=True,
+            )
             await self.consumer.stop()
             await self.producer.stop()
             self.runner.close()
             log.info("pipeline.stopped", worker=self.worker_id, batches=self.batches)
+
+    async def drain(self) -> None:
+        """Wait until every batch in flight has committed; raises if a commit failed."""
+        if self._inflight:
+            await asyncio.shield(self._inflight[-1].committed)
+
+    async def _commit_loop(self) -> None:
+        """Commit staged batches one transaction at a time, in fetch order.
+
+        The oldest batch is awaited; later batches already staged by then go
+        into the same transaction. If anything fails, no later batch commits
+        (its offsets would cover the failed one's records): every waiter gets
+        the error and the worker stops.
+        """
+        try:
+            while True:
+                while not self._inflight:
+                    self._wake.clear()
+                    await self._wake.wait()
+                ready = [await self._inflight[0].staging]
+                while len(ready) < len(self._inflight) and self._inflight[len(ready)].staging.done():
+                    ready.append(self._inflight[len(ready)].staging.result())
+                try:
+                    await self._commit(ready)
+                finally:
+                    self._forget_entity_runs(ready)
+                for _ in ready:
+                    self._inflight.popleft().committed.set_result(None)
+        except BaseException as exc:
+            for batch_in_flight in self._inflight:
+                if not batch_in_flight.committed.done():
+                    if isinstance(exc, asyncio.CancelledError):
+                        batch_in_flight.committed.cancel()
+                    else:
+                        batch_in_flight.committed.set_exception(exc)
+            raise
 
     def split_regressed(self, records: Sequence[SourceRecord]) -> tuple[set[int], list[SourceRecord]]:
         """Partitions whose offsets went backwards, and the records of all other partitions.
@@ -203,26 +290,49 @@ class PipelineWorker:
             log.warning("offsets.regressed", partitions=sorted(regressed))
             await self._position([TopicPartition(self.settings.raw_topic, p) for p in sorted(regressed)])
         if keep:
-            await self.handle_batch(keep)
+            # Before the batch is scheduled: the next fetch's regression check compares against it.
+            for rec in keep:
+                self.expected[rec.partition] = max(self.expected.get(rec.partition, 0), rec.offset + 1)
+            self._inflight.append(
+                _InFlight(asyncio.ensure_future(self._stage(keep)), asyncio.get_running_loop().create_future())
+            )
+            self._wake.set()
 
     async def handle_batch(self, records: Sequence[SourceRecord]) -> None:
+        """Stage and commit one batch on its own (what the run loop does, without overlap)."""
+        staged = await self._stage(records)
+        try:
+            await self._commit([staged])
+        finally:
+            self._forget_entity_runs([staged])
+
+    async def _stage(self, records: Sequence[SourceRecord]) -> _Staged:
         s = self.settings
-        for rec in records:
-            self.expected[rec.partition] = max(self.expected.get(rec.partition, 0), rec.offset + 1)
+        timer = _PhaseTimer()
         async with self.pool.acquire() as conn:
             done = await postgres.load_offsets(conn, s.consumer_group, s.raw_topic)
             learned = await chrome_store.refresh(conn, self.learned)
         if learned:
             log.info("chrome.learned", new_lines=learned, total=len(self.learned))
         records = [r for r in records if not _already_applied(r, done.get(r.partition))]
-        timer = _PhaseTimer()
         # CPU work off the event loop so heartbeats keep flowing; no transaction is open yet.
         decoded = await asyncio.to_thread(_decode_batch, records)
         timer.lap("decode")
-        outcomes = await asyncio.gather(*(self._clean(r, d) for r, d in zip(records, decoded, strict=True)))
-        timer.lap("clean")
-        outcomes = await self._enrich(outcomes)
-        timer.lap("entities")
+        cleaning = [asyncio.ensure_future(self._clean(r, d)) for r, d in zip(records, decoded, strict=True)]
+        staged = _Staged([], timer, [])
+        staged.outcomes = await self._enrich(cleaning, staged)
+        return staged
+
+    def _forget_entity_runs(self, staged: Sequence[_Staged]) -> None:
+        """Once committed (or failed), a batch's entity results are the log's to answer."""
+        for batch in staged:
+            for key in batch.entity_keys:
+                self._entity_runs.pop(key, None)
+
+    async def _commit(self, staged: Sequence[_Staged]) -> None:
+        s = self.settings
+        started = time.perf_counter()
+        outcomes = [o for batch in staged for o in batch.outcomes]
         rejected = [o for o in outcomes if isinstance(o, Rejected)]
         if rejected:
             # Before the commit: a crash in between re-sends (at-least-once on the DLQ) but never loses one.
@@ -239,16 +349,21 @@ class PipelineWorker:
             for o in to_apply:
                 next_offsets[o.record.partition] = max(next_offsets.get(o.record.partition, 0), o.record.offset + 1)
             await postgres.save_offsets(conn, s.consumer_group, s.raw_topic, next_offsets, self.cluster_id)
-        timer.lap("commit")
-        self.batches += 1
+        self.batches += len(staged)
+        ms: dict[str, float] = {}
+        for batch in staged:
+            for phase, value in batch.timer.laps.items():
+                ms[phase] = round(ms.get(phase, 0.0) + value, 1)
+        ms["commit"] = round((time.perf_counter() - started) * 1000, 1)
         log.info(
             "batch.committed",
-            records=len(records),
+            batches=len(staged),
+            records=len(outcomes),
             skipped_already_applied=len(outcomes) - len(to_apply),
             rejected=sum(isinstance(o, Rejected) for o in to_apply),
             events=len(events),
             offsets=next_offsets,
-            ms=timer.laps,
+            ms=ms,
         )
 
     async def _clean(self, record: SourceRecord, decoded: RawArticleV1 | Rejection) -> Outcome:
@@ -266,56 +381,60 @@ class PipelineWorker:
             log.exception("stage.failed", topic=record.topic, partition=record.partition, offset=record.offset)
             return reject(record, Rejection("cleaning_crashed", f"{type(exc).__name__}: {exc}"), dlq)
 
-    async def _enrich(self, outcomes: Sequence[Outcome]) -> list[Outcome]:
-        """The expensive stage (entities), paid once per text.
+    async def _enrich(self, cleaning: Sequence[asyncio.Future[Outcome]], staged: _Staged) -> list[Outcome]:
+        """The expensive stage (entities), paid once per text, each run started as soon as its article is clean.
 
-        Exact duplicates reuse the canonical's result, and so do near duplicates
+        Exact duplicates reuse the canonical's result (a run still in flight in
+        this or an earlier batch, or the stored one), and so do near duplicates
         whose estimated Jaccard with a stored article reaches
         ``NEAR_REUSE_MIN_JACCARD`` (the same wire story under other site chrome
         or with light edits: the entity model would find the same names, plus
         whatever the foreign chrome mentions). These checks are reads before the
         append transaction; the transaction re-checks under the append lock, so
-        a duplicate missed here (committed concurrently by another worker) is
-        still recorded as one, it just ran the model itself.
+        a duplicate missed here (committed concurrently by another worker, or
+        near a text still in flight) is still recorded as one, it just ran the
+        model itself. Articles are taken in batch order, so which copy runs the
+        model does not depend on timing.
         """
-        accepted = [o for o in outcomes if isinstance(o, Accepted)]
-        first_in_batch: dict[str, Accepted] = {}
-        runs: dict[uuid.UUID, asyncio.Task[NewEvent]] = {}
-        near: dict[uuid.UUID, tuple[uuid.UUID, dict[str, object]]] = {}
-        async with self.pool.acquire() as conn:
-            known = await dedup_store.entities_by_exact_key(conn, [o.dedup_key.exact_key for o in accepted])
-            for o in accepted:
-                key = o.dedup_key.exact_key
-                if key in known or key in first_in_batch:
-                    continue
-                # Looked up one by one while the stage workers already run the model on earlier articles.
-                match = await self._near_match(conn, o)
-                if match is not None:
-                    near[o.article_id] = match
-                    continue
-                first_in_batch[key] = o
-                runs[o.article_id] = asyncio.ensure_future(self._extract_entities(o))
+        planned: list[tuple[Outcome, asyncio.Future[NewEvent] | None, uuid.UUID | None, dict[str, object] | None]] = []
+        for future in cleaning:
+            o = await future
+            if not isinstance(o, Accepted):
+                planned.append((o, None, None, None))
+                continue
+            key = o.dedup_key.exact_key
+            if key in self._entity_runs:
+                canonical_id, run = self._entity_runs[key]
+                planned.append((o, run, canonical_id, None))
+                continue
+            async with self.pool.acquire() as conn:
+                known = await dedup_store.entities_by_exact_key(conn, [key])
+                match = known.get(key) or await self._near_match(conn, o)
+            if match is not None:
+                planned.append((o, None, *match))
+                continue
+            run = asyncio.ensure_future(self._extract_entities(o))
+            self._entity_runs[key] = (o.article_id, run)
+            staged.entity_keys.append(key)
+            planned.append((o, run, None, None))
+        staged.timer.lap("clean")
         results: list[Outcome] = []
-        for o in outcomes:
+        for o, pending, reused_from, payload in planned:
             if not isinstance(o, Accepted):
                 results.append(o)
                 continue
-            key = o.dedup_key.exact_key
-            if o.article_id in runs:
-                event = await runs[o.article_id]
-            elif key in known or o.article_id in near:
-                canonical_id, payload = known[key] if key in known else near[o.article_id]
-                event = processing.entities_event(
-                    o, entities.Entities(payload["supported"], payload["entities"]), reused_from=canonical_id
-                )
+            if pending is not None and reused_from is None:
+                event = await pending
             else:
-                canonical = first_in_batch[key]
-                payload = (await runs[canonical.article_id]).payload
+                if pending is not None:
+                    payload = (await pending).payload
+                assert payload is not None
                 event = processing.entities_event(
                     o, entities.Entities(payload["supported"], payload["entities"]),
-                    reused_from=canonical.article_id, failure=payload.get("failure"),
+                    reused_from=reused_from, failure=payload.get("failure"),
                 )
             results.append(o.with_event(event))
+        staged.timer.lap("entities")
         return results
 
     async def _near_match(self, conn: asyncpg.Connection, o: Accepted) -> tuple[uuid.UUID, dict[str, object]] | None:

@@ -27,8 +27,13 @@ class Settings(BaseSettings):
     dlq_topic: str = Field("newsflow.raw-articles.dlq", description="Dead-letter topic for rejected messages.")
     raw_partitions: int = Field(4, description="Partitions created for the raw topic when newsflow creates it.")
     consumer_group: str = Field("newsflow-pipeline", description="Kafka consumer group of the pipeline workers.")
-    batch_max_records: int = Field(500, description="Most messages one pipeline batch (one transaction) holds.")
+    batch_max_records: int = Field(
+        100, ge=1, description="Most messages one fetch (a batch) takes; staged batches in a row commit together."
+    )
     batch_timeout_ms: int = Field(200, description="How long a worker waits to fill a batch.")
+    pipeline_depth: int = Field(
+        4, ge=1, description="Batches one pipeline process works on at once (stages overlap; commits stay in order)."
+    )
     start_from: str = Field(
         "earliest", pattern="^(earliest|latest)$", description="Where a partition with no stored offset starts."
     )
