@@ -230,20 +230,20 @@ class _SecondCommitFails(PipelineWorker):
 
     commits = 0
 
-    async def _commit(self, staged):  # type: ignore[no-untyped-def]
+    async def _commit(self, outcomes, timings):  # type: ignore[no-untyped-def]
         self.commits += 1
         if self.commits == 2:
             raise RuntimeError("injected commit failure")
-        await super()._commit(staged)
+        await super()._commit(outcomes, timings)
 
 
 async def test_no_batch_commits_past_a_failed_one_and_a_restart_applies_each_message_once(
     settings: Settings, pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
-    """Batches overlap but commit in order: after a failed commit, nothing fetched later may commit."""
-    settings = settings.model_copy(update={"batch_max_records": 2, "pipeline_depth": 4, "raw_partitions": 1})
+    """Records overlap but commit in offset order: after a failed commit, nothing fetched later may commit."""
+    settings = settings.model_copy(update={"batch_max_records": 2, "max_in_flight": 6, "raw_partitions": 1})
     feed = tmp_path / "feed.jsonl"
-    urls = [f"https://order.example/{i}" for i in range(12)]  # more than pipeline_depth × batch_max_records
+    urls = [f"https://order.example/{i}" for i in range(12)]  # more than max_in_flight: two commits at least
     feed.write_text("".join(json.dumps(message(u, f"Article number {i} about the port.")) + "\n"
                             for i, u in enumerate(urls)))
     await kafka.ensure_topics(settings.kafka_bootstrap, [(settings.raw_topic, 1), (settings.dlq_topic, 1)])

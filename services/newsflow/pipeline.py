@@ -7,13 +7,14 @@ Inside the transaction the stored offsets are re-read under a row lock and
 records below them are skipped, which fences off a worker that lost its
 partitions in a rebalance but still finishes a batch.
 
-Batches overlap: while one batch waits for its commit, up to
-``NEWSFLOW_PIPELINE_DEPTH`` − 1 later ones are already being cleaned and
-enriched, so the stage workers do not idle through fetches, look-ups and
-commits, and one slow article does not hold back the stages of the messages
-behind it. Commits still happen one at a time in fetch order, each after the
-one before it succeeded, so stored offsets only move over records whose
-events are in the log.
+Messages flow one by one, committed per partition in offset order: up to
+``NEWSFLOW_MAX_IN_FLIGHT`` messages are being cleaned and enriched at once,
+and the committer appends, in one transaction, every message whose stages are
+done and whose earlier messages of the same partition are committed. So the
+stage workers do not idle through fetches, look-ups and commits, and one slow
+article holds back only the messages behind it in its own partition. Stored
+offsets only ever move over a contiguous run of records whose events are in
+the log; after a failed commit nothing else commits and the worker stops.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ import socket
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import asyncpg
 import structlog
@@ -55,32 +57,14 @@ def _decode_batch(records: Sequence[SourceRecord]) -> list[RawArticleV1 | Reject
     return [decode_record(r) for r in records]
 
 
-class _PhaseTimer:
-    """Wall time per phase of a batch, for the batch.committed log line (and the benchmark)."""
-
-    def __init__(self) -> None:
-        self.laps: dict[str, float] = {}
-        self._last = time.perf_counter()
-
-    def lap(self, phase: str) -> None:
-        now = time.perf_counter()
-        self.laps[phase] = round((now - self._last) * 1000, 1)
-        self._last = now
-
-
 @dataclass
-class _Staged:
-    """A batch through its stages, ready to append."""
+class _Pending:
+    """One fetched record on its way through the stages; ``outcome`` finishes when all are done."""
 
-    outcomes: list[Outcome]
-    timer: _PhaseTimer
-    entity_keys: list[str]  # exact keys of the entity runs it started (shared with later copies until it commits)
-
-
-@dataclass
-class _InFlight:
-    staging: asyncio.Task[_Staged]
-    committed: asyncio.Future[None]
+    seq: int  # fetch order, across partitions: the order of a transaction's events
+    record: SourceRecord
+    outcome: asyncio.Task[Outcome]
+    ms: dict[str, float] = field(default_factory=dict)  # wall time per stage, for batch.committed
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -114,12 +98,17 @@ class PipelineWorker:
         # positioning and batch handling never interleave.
         self._positioning = asyncio.Lock()
         self.batches = 0
-        # Batches being staged or committed, oldest first; the committer takes them in this order.
-        self._inflight: deque[_InFlight] = deque()
-        self._wake = asyncio.Event()
+        # Records fetched and not yet committed, per partition in offset order.
+        self._pending: dict[int, deque[_Pending]] = {}
+        self._in_flight = 0
+        self._seq = 0
+        # Set after every commit and whenever a record's stages finish; waiters re-check their condition.
+        self._changed = asyncio.Event()
         self._committer: asyncio.Task[None] | None = None
-        # Entity model runs not yet committed, by exact dedup key: a copy in a later batch waits for
-        # the run instead of paying for its own (the log cannot answer until the run's batch commits).
+        # Records decide in fetch order whether to run the entity model; each waits for the one before.
+        self._last_decided: asyncio.Future[None] | None = None
+        # Entity model runs not yet committed, by exact dedup key: a copy fetched meanwhile waits for
+        # the run instead of paying for its own (the log cannot answer until the run's record commits).
         self._entity_runs: dict[str, tuple[uuid.UUID, asyncio.Future[NewEvent]]] = {}
 
     async def position_partitions(self, partitions: Iterable[TopicPartition]) -> None:
@@ -203,9 +192,10 @@ class PipelineWorker:
         log.info("pipeline.started", worker=self.worker_id, topic=s.raw_topic, group=s.consumer_group)
         try:
             while not stop.is_set():
-                if self._committer.done():
-                    self._committer.result()  # a failed commit stops the worker; PostgreSQL has its offsets
-                batch = await self.consumer.getmany(timeout_ms=s.batch_timeout_ms, max_records=s.batch_max_records)
+                room = await self._room()
+                batch = await self.consumer.getmany(
+                    timeout_ms=s.batch_timeout_ms, max_records=min(room, s.batch_max_records)
+                )
                 records = [
                     SourceRecord(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp, self.cluster_id)
                     for tp in sorted(batch, key=lambda t: t.partition)
@@ -218,57 +208,76 @@ class PipelineWorker:
                     records = [r for r in records if r.partition in self.expected]
                     if records:
                         await self._apply(records)
-                while len(self._inflight) >= s.pipeline_depth:
-                    await asyncio.shield(self._inflight[0].committed)
             await self.drain()
         finally:
             self._committer.cancel()
-            for batch_in_flight in self._inflight:
-                batch_in_flight.staging.cancel()
-            await asyncio.gather(
-                self._committer, *(b.staging for b in self._inflight), *(b.committed for b in self._inflight),
-                return_exceptions=True,
-            )
+            waiting = [p.outcome for queue in self._pending.values() for p in queue]
+            for task in waiting:
+                task.cancel()
+            await asyncio.gather(self._committer, *waiting, return_exceptions=True)
             await self.consumer.stop()
             await self.producer.stop()
             self.runner.close()
             log.info("pipeline.stopped", worker=self.worker_id, batches=self.batches)
 
+    async def _room(self) -> int:
+        """How many more records may be fetched now (at least 1); raises if the committer failed."""
+        limit = self.settings.max_in_flight
+        await self._wait_for(lambda: self._in_flight < limit or self._failed())
+        self._raise_if_failed()
+        return limit - self._in_flight
+
+    async def _wait_for(self, condition: Callable[[], bool]) -> None:
+        while not condition():
+            self._changed.clear()
+            await self._changed.wait()
+
+    def _failed(self) -> bool:
+        return self._committer is not None and self._committer.done()
+
+    def _raise_if_failed(self) -> None:
+        if self._committer is not None and self._committer.done():
+            self._committer.result()  # raises the commit's error
+            raise RuntimeError("the pipeline committer stopped")
+
     async def drain(self) -> None:
-        """Wait until every batch in flight has committed; raises if a commit failed."""
-        if self._inflight:
-            await asyncio.shield(self._inflight[-1].committed)
+        """Wait until every record in flight has committed; raises if a commit failed."""
+        await self._wait_for(lambda: self._in_flight == 0 or self._failed())
+        if self._in_flight:
+            self._raise_if_failed()
 
     async def _commit_loop(self) -> None:
-        """Commit staged batches one transaction at a time, in fetch order.
+        """Commit, one transaction at a time, every record that is ready: stages done, earlier ones committed.
 
-        The oldest batch is awaited; later batches already staged by then go
-        into the same transaction. If anything fails, no later batch commits
-        (its offsets would cover the failed one's records): every waiter gets
-        the error and the worker stops.
+        A record is ready when its stages are done and every earlier record of its
+        partition has committed, so each partition's stored offset only moves over
+        a contiguous run of applied records. A failure ends the loop (and with it
+        the worker) before anything else commits.
         """
         try:
             while True:
-                while not self._inflight:
-                    self._wake.clear()
-                    await self._wake.wait()
-                ready = [await self._inflight[0].staging]
-                while len(ready) < len(self._inflight) and self._inflight[len(ready)].staging.done():
-                    ready.append(self._inflight[len(ready)].staging.result())
-                try:
-                    await self._commit(ready)
-                finally:
-                    self._forget_entity_runs(ready)
-                for _ in ready:
-                    self._inflight.popleft().committed.set_result(None)
-        except BaseException as exc:
-            for batch_in_flight in self._inflight:
-                if not batch_in_flight.committed.done():
-                    if isinstance(exc, asyncio.CancelledError):
-                        batch_in_flight.committed.cancel()
-                    else:
-                        batch_in_flight.committed.set_exception(exc)
-            raise
+                await self._wait_for(lambda: bool(self._ready()))
+                ready = sorted(self._ready(), key=lambda p: p.seq)
+                await self._commit([p.outcome.result() for p in ready], [p.ms for p in ready])
+                for p in ready:
+                    self._pending[p.record.partition].popleft()
+                    o = p.outcome.result()
+                    if isinstance(o, Accepted) and self._entity_runs.get(o.dedup_key.exact_key, (None,))[0] == o.article_id:
+                        del self._entity_runs[o.dedup_key.exact_key]
+                self._in_flight -= len(ready)
+                self._changed.set()
+        finally:
+            self._changed.set()
+
+    def _ready(self) -> list[_Pending]:
+        """The leading records of each partition whose stages are done (a failed one raises in the committer)."""
+        ready: list[_Pending] = []
+        for queue in self._pending.values():
+            for p in queue:
+                if not p.outcome.done():
+                    break
+                ready.append(p)
+        return ready
 
     def split_regressed(self, records: Sequence[SourceRecord]) -> tuple[set[int], list[SourceRecord]]:
         """Partitions whose offsets went backwards, and the records of all other partitions.
@@ -290,49 +299,72 @@ class PipelineWorker:
             log.warning("offsets.regressed", partitions=sorted(regressed))
             await self._position([TopicPartition(self.settings.raw_topic, p) for p in sorted(regressed)])
         if keep:
-            # Before the batch is scheduled: the next fetch's regression check compares against it.
+            # Before the records are scheduled: the next fetch's regression check compares against them.
             for rec in keep:
                 self.expected[rec.partition] = max(self.expected.get(rec.partition, 0), rec.offset + 1)
-            self._inflight.append(
-                _InFlight(asyncio.ensure_future(self._stage(keep)), asyncio.get_running_loop().create_future())
-            )
-            self._wake.set()
+            for pending in await self._stage(keep):
+                self._pending.setdefault(pending.record.partition, deque()).append(pending)
+                self._in_flight += 1
+                pending.outcome.add_done_callback(lambda _: self._changed.set())
 
     async def handle_batch(self, records: Sequence[SourceRecord]) -> None:
-        """Stage and commit one batch on its own (what the run loop does, without overlap)."""
-        staged = await self._stage(records)
-        try:
-            await self._commit([staged])
-        finally:
-            self._forget_entity_runs([staged])
+        """Stage and commit ``records`` in one transaction (what the run loop does, without overlap)."""
+        pending = await self._stage(records)
+        await self._commit([await p.outcome for p in pending], [p.ms for p in pending])
+        for p in pending:
+            o = p.outcome.result()
+            if isinstance(o, Accepted):
+                self._entity_runs.pop(o.dedup_key.exact_key, None)
 
-    async def _stage(self, records: Sequence[SourceRecord]) -> _Staged:
+    async def _stage(self, records: Sequence[SourceRecord]) -> list[_Pending]:
+        """Start the stages of every record not yet applied; each record's task ends with its outcome."""
         s = self.settings
-        timer = _PhaseTimer()
         async with self.pool.acquire() as conn:
             done = await postgres.load_offsets(conn, s.consumer_group, s.raw_topic)
             learned = await chrome_store.refresh(conn, self.learned)
         if learned:
             log.info("chrome.learned", new_lines=learned, total=len(self.learned))
         records = [r for r in records if not _already_applied(r, done.get(r.partition))]
+        started = time.perf_counter()
         # CPU work off the event loop so heartbeats keep flowing; no transaction is open yet.
         decoded = await asyncio.to_thread(_decode_batch, records)
-        timer.lap("decode")
-        cleaning = [asyncio.ensure_future(self._clean(r, d)) for r, d in zip(records, decoded, strict=True)]
-        staged = _Staged([], timer, [])
-        staged.outcomes = await self._enrich(cleaning, staged)
-        return staged
+        decode_ms = (time.perf_counter() - started) * 1000 / max(1, len(records))
+        pending = []
+        for record, message in zip(records, decoded, strict=True):
+            previous, self._last_decided = self._last_decided, asyncio.get_running_loop().create_future()
+            ms = {"decode": decode_ms}
+            task = asyncio.ensure_future(self._process(record, message, previous, self._last_decided, ms))
+            self._seq += 1
+            pending.append(_Pending(self._seq, record, task, ms))
+        return pending
 
-    def _forget_entity_runs(self, staged: Sequence[_Staged]) -> None:
-        """Once committed (or failed), a batch's entity results are the log's to answer."""
-        for batch in staged:
-            for key in batch.entity_keys:
-                self._entity_runs.pop(key, None)
+    async def _process(
+        self,
+        record: SourceRecord,
+        message: RawArticleV1 | Rejection,
+        previous: asyncio.Future[None] | None,
+        decided: asyncio.Future[None],
+        ms: dict[str, float],
+    ) -> Outcome:
+        """Clean, then (in fetch order) choose how to get the entities, then wait for them."""
+        started = time.perf_counter()
+        try:
+            o = await self._clean(record, message)
+            ms["clean"] = (time.perf_counter() - started) * 1000
+            if previous is not None:
+                await previous
+            entities_of = await self._plan_entities(o)
+        finally:
+            decided.set_result(None)
+        started = time.perf_counter()
+        o = await entities_of
+        ms["entities"] = (time.perf_counter() - started) * 1000
+        ms["ready_at"] = time.perf_counter()
+        return o
 
-    async def _commit(self, staged: Sequence[_Staged]) -> None:
+    async def _commit(self, outcomes: Sequence[Outcome], timings: Sequence[dict[str, float]]) -> None:
         s = self.settings
         started = time.perf_counter()
-        outcomes = [o for batch in staged for o in batch.outcomes]
         rejected = [o for o in outcomes if isinstance(o, Rejected)]
         if rejected:
             # Before the commit: a crash in between re-sends (at-least-once on the DLQ) but never loses one.
@@ -349,15 +381,17 @@ class PipelineWorker:
             for o in to_apply:
                 next_offsets[o.record.partition] = max(next_offsets.get(o.record.partition, 0), o.record.offset + 1)
             await postgres.save_offsets(conn, s.consumer_group, s.raw_topic, next_offsets, self.cluster_id)
-        self.batches += len(staged)
-        ms: dict[str, float] = {}
-        for batch in staged:
-            for phase, value in batch.timer.laps.items():
-                ms[phase] = round(ms.get(phase, 0.0) + value, 1)
+        self.batches += 1
+        # Summed over the transaction's records (per-record stage times overlap; commit is this transaction's).
+        ms = {"decode": 0.0, "clean": 0.0, "entities": 0.0, "wait": 0.0}
+        for t in timings:
+            for phase in ("decode", "clean", "entities"):
+                ms[phase] += t.get(phase, 0.0)
+            ms["wait"] += max(0.0, started - t.get("ready_at", started)) * 1000
+        ms = {phase: round(v, 1) for phase, v in ms.items()}
         ms["commit"] = round((time.perf_counter() - started) * 1000, 1)
         log.info(
             "batch.committed",
-            batches=len(staged),
             records=len(outcomes),
             skipped_already_applied=len(outcomes) - len(to_apply),
             rejected=sum(isinstance(o, Rejected) for o in to_apply),
@@ -381,61 +415,43 @@ class PipelineWorker:
             log.exception("stage.failed", topic=record.topic, partition=record.partition, offset=record.offset)
             return reject(record, Rejection("cleaning_crashed", f"{type(exc).__name__}: {exc}"), dlq)
 
-    async def _enrich(self, cleaning: Sequence[asyncio.Future[Outcome]], staged: _Staged) -> list[Outcome]:
-        """The expensive stage (entities), paid once per text, each run started as soon as its article is clean.
+    async def _plan_entities(self, o: Outcome) -> Awaitable[Outcome]:
+        """The expensive stage (entities), paid once per text: start the model or reuse a result.
 
-        Exact duplicates reuse the canonical's result (a run still in flight in
-        this or an earlier batch, or the stored one), and so do near duplicates
-        whose estimated Jaccard with a stored article reaches
-        ``NEAR_REUSE_MIN_JACCARD`` (the same wire story under other site chrome
-        or with light edits: the entity model would find the same names, plus
-        whatever the foreign chrome mentions). These checks are reads before the
-        append transaction; the transaction re-checks under the append lock, so
-        a duplicate missed here (committed concurrently by another worker, or
-        near a text still in flight) is still recorded as one, it just ran the
-        model itself. Articles are taken in batch order, so which copy runs the
-        model does not depend on timing.
+        Exact duplicates reuse the canonical's result (a run still in flight, or
+        the stored one), and so do near duplicates whose estimated Jaccard with a
+        stored article reaches ``NEAR_REUSE_MIN_JACCARD`` (the same wire story
+        under other site chrome or with light edits: the entity model would find
+        the same names, plus whatever the foreign chrome mentions). These checks
+        are reads before the append transaction; the transaction re-checks under
+        the append lock, so a duplicate missed here (committed concurrently by
+        another worker, or near a text still in flight) is still recorded as one,
+        it just ran the model itself. Records plan in fetch order, so which copy
+        runs the model does not depend on timing. Returns what to await for the
+        outcome with its entity event.
         """
-        planned: list[tuple[Outcome, asyncio.Future[NewEvent] | None, uuid.UUID | None, dict[str, object] | None]] = []
-        for future in cleaning:
-            o = await future
-            if not isinstance(o, Accepted):
-                planned.append((o, None, None, None))
-                continue
-            key = o.dedup_key.exact_key
-            if key in self._entity_runs:
-                canonical_id, run = self._entity_runs[key]
-                planned.append((o, run, canonical_id, None))
-                continue
-            async with self.pool.acquire() as conn:
-                known = await dedup_store.entities_by_exact_key(conn, [key])
-                match = known.get(key) or await self._near_match(conn, o)
-            if match is not None:
-                planned.append((o, None, *match))
-                continue
-            run = asyncio.ensure_future(self._extract_entities(o))
-            self._entity_runs[key] = (o.article_id, run)
-            staged.entity_keys.append(key)
-            planned.append((o, run, None, None))
-        staged.timer.lap("clean")
-        results: list[Outcome] = []
-        for o, pending, reused_from, payload in planned:
-            if not isinstance(o, Accepted):
-                results.append(o)
-                continue
-            if pending is not None and reused_from is None:
-                event = await pending
-            else:
-                if pending is not None:
-                    payload = (await pending).payload
-                assert payload is not None
-                event = processing.entities_event(
-                    o, entities.Entities(payload["supported"], payload["entities"]),
-                    reused_from=reused_from, failure=payload.get("failure"),
-                )
-            results.append(o.with_event(event))
-        staged.timer.lap("entities")
-        return results
+        if not isinstance(o, Accepted):
+            return _done(o)
+        key = o.dedup_key.exact_key
+        if key in self._entity_runs:
+            canonical_id, run = self._entity_runs[key]
+            return self._reuse(o, canonical_id, run)
+        async with self.pool.acquire() as conn:
+            known = await dedup_store.entities_by_exact_key(conn, [key])
+            match = known.get(key) or await self._near_match(conn, o)
+        if match is not None:
+            return _done(_with_entities(o, *match))
+        run = asyncio.ensure_future(self._extract_entities(o))
+        self._entity_runs[key] = (o.article_id, run)
+        return self._own(o, run)
+
+    @staticmethod
+    async def _own(o: Accepted, run: asyncio.Future[NewEvent]) -> Outcome:
+        return o.with_event(await run)
+
+    @staticmethod
+    async def _reuse(o: Accepted, canonical_id: uuid.UUID, run: asyncio.Future[NewEvent]) -> Outcome:
+        return _with_entities(o, canonical_id, (await run).payload)
 
     async def _near_match(self, conn: asyncpg.Connection, o: Accepted) -> tuple[uuid.UUID, dict[str, object]] | None:
         """(matched article, its entity results) when ``o`` closely repeats a stored article, else None.
@@ -512,6 +528,19 @@ class PipelineWorker:
 
 
 NEAR_REUSE_MIN_JACCARD = 0.8
+
+
+async def _done(o: Outcome) -> Outcome:
+    return o
+
+
+def _with_entities(o: Accepted, reused_from: uuid.UUID, payload: dict[str, Any]) -> Outcome:
+    """``o`` with the entity results of another article (an exact or close copy of it)."""
+    event = processing.entities_event(
+        o, entities.Entities(payload["supported"], payload["entities"]),
+        reused_from=reused_from, failure=payload.get("failure"),
+    )
+    return o.with_event(event)
 
 
 def _closed_by_entities(events: Sequence[NewEvent], dedup_events: Sequence[NewEvent]) -> list[NewEvent]:

@@ -28,11 +28,11 @@ class Settings(BaseSettings):
     raw_partitions: int = Field(4, description="Partitions created for the raw topic when newsflow creates it.")
     consumer_group: str = Field("newsflow-pipeline", description="Kafka consumer group of the pipeline workers.")
     batch_max_records: int = Field(
-        100, ge=1, description="Most messages one fetch (a batch) takes; staged batches in a row commit together."
+        100, ge=1, description="Most messages one fetch takes; a commit takes every message that is ready."
     )
     batch_timeout_ms: int = Field(200, description="How long a worker waits to fill a batch.")
-    pipeline_depth: int = Field(
-        4, ge=1, description="Batches one pipeline process works on at once (stages overlap; commits stay in order)."
+    max_in_flight: int = Field(
+        200, ge=1, description="Messages one pipeline process works on at once (fetched, not yet committed)."
     )
     start_from: str = Field(
         "earliest", pattern="^(earliest|latest)$", description="Where a partition with no stored offset starts."

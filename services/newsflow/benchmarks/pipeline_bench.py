@@ -526,6 +526,7 @@ async def latency_run(run: Run, bootstrap: str, stream: Stream, rate: float, sec
     await producer.start()
     conn = await postgres.connect(run.db_url)
     produced_at: dict[str, float] = {}
+    produced_wall: dict[str, float] = {}
     seen_at: dict[str, float] = {}
     lag: list[float] = []
 
@@ -539,6 +540,7 @@ async def latency_run(run: Run, bootstrap: str, stream: Stream, rate: float, sec
             else:
                 lag.append(-delay)
             produced_at[m.url] = time.perf_counter()
+            produced_wall[m.url] = time.time()
             await produce_one(producer, run.topic, m)
 
     t0 = time.perf_counter()
@@ -569,6 +571,7 @@ async def latency_run(run: Run, bootstrap: str, stream: Stream, rate: float, sec
                 progress(f"latency: offered {len(produced_at)}/{n} at {rate:.1f}/s, visible {len(seen_at)}")
                 next_note = now + 5.0
         await task
+        stamps = await conn.fetch(LATENCY_STAMPS_SQL)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -576,6 +579,7 @@ async def latency_run(run: Run, bootstrap: str, stream: Stream, rate: float, sec
         await producer.stop()
     rejected_good = max(0, rejected - (n - len(want)))
     lat = sorted((seen_at[u] - produced_at[u]) * 1000 for u in seen_at if u in produced_at)
+    seen_wall = {u: produced_wall[u] + (seen_at[u] - produced_at[u]) for u in seen_at if u in produced_at}
 
     def pct(p: float) -> float | None:
         if not lat:
@@ -593,6 +597,54 @@ async def latency_run(run: Run, bootstrap: str, stream: Stream, rate: float, sec
         "mean": round(statistics.mean(lat), 1) if lat else None,
         "poll_interval_ms": 50,
         "producer_fell_behind_max_ms": round(max(lag) * 1000, 1) if lag else 0.0,
+        "segments_ms": latency_segments(stamps, produced_wall, seen_wall),
+    }
+
+
+# Per article: when the pipeline appended it and when the clusterer decided its story (event insert times).
+LATENCY_STAMPS_SQL = """
+    SELECT r.payload->'message'->>'url' AS url,
+           extract(epoch FROM min(r.recorded_at))::float8 AS appended,
+           extract(epoch FROM min(a.recorded_at))::float8 AS decided
+    FROM newsflow.events r
+    JOIN newsflow.events a ON a.type = 'ArticleAssignedToStory' AND a.payload->>'article_id' = r.payload->>'article_id'
+    WHERE r.type = 'ArticleReceived'
+    GROUP BY 1
+"""
+
+
+def latency_segments(stamps: Sequence[Any], produced: dict[str, float], seen: dict[str, float]) -> dict[str, Any]:
+    """Where the time from produce to story view goes: pipeline (to its append), clusterer, projector.
+
+    Percentiles of each segment over all articles, and the mean segments of the slowest 1 % of articles
+    (what the p99 is made of). Event times are insert times inside their transactions, so a few
+    milliseconds of each commit count towards the next segment.
+    """
+    rows = [(r["url"], r["appended"], r["decided"]) for r in stamps if r["url"] in produced and r["url"] in seen]
+    if not rows:
+        return {}
+    parts = {
+        url: {
+            "pipeline": (appended - produced[url]) * 1000,
+            "clusterer": (decided - appended) * 1000,
+            "projector": (seen[url] - decided) * 1000,
+        }
+        for url, appended, decided in rows
+    }
+    total = sorted(parts, key=lambda u: sum(parts[u].values()))
+    slowest = total[-max(1, len(total) // 100):]
+
+    def pct(values: list[float], q: float) -> float:
+        ordered = sorted(values)
+        return round(ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))], 1)
+
+    return {
+        segment: {
+            "p50": pct([p[segment] for p in parts.values()], 50),
+            "p99": pct([p[segment] for p in parts.values()], 99),
+            "mean_in_slowest_1pct": round(statistics.mean(parts[u][segment] for u in slowest), 1),
+        }
+        for segment in ("pipeline", "clusterer", "projector")
     }
 
 
