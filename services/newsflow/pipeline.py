@@ -33,6 +33,7 @@ import asyncpg
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
+from newsflow import entity_extraction
 from newsflow.adapters import chrome_store, dedup_store, kafka, postgres
 from newsflow.domain import entities, learned_chrome, processing
 from newsflow.domain.contract import RawArticleV1, Rejection
@@ -261,9 +262,7 @@ class PipelineWorker:
                 await self._commit([p.outcome.result() for p in ready], [p.ms for p in ready])
                 for p in ready:
                     self._pending[p.record.partition].popleft()
-                    o = p.outcome.result()
-                    if isinstance(o, Accepted) and self._entity_runs.get(o.dedup_key.exact_key, (None,))[0] == o.article_id:
-                        del self._entity_runs[o.dedup_key.exact_key]
+                self._forget_entity_runs(ready)
                 self._in_flight -= len(ready)
                 self._changed.set()
         finally:
@@ -311,10 +310,14 @@ class PipelineWorker:
         """Stage and commit ``records`` in one transaction (what the run loop does, without overlap)."""
         pending = await self._stage(records)
         await self._commit([await p.outcome for p in pending], [p.ms for p in pending])
-        for p in pending:
+        self._forget_entity_runs(pending)
+
+    def _forget_entity_runs(self, committed: Sequence[_Pending]) -> None:
+        """Once its record is committed, a model run's result is the log's to answer for later copies."""
+        for p in committed:
             o = p.outcome.result()
-            if isinstance(o, Accepted):
-                self._entity_runs.pop(o.dedup_key.exact_key, None)
+            if isinstance(o, Accepted) and self._entity_runs.get(o.dedup_key.exact_key, (None,))[0] == o.article_id:
+                del self._entity_runs[o.dedup_key.exact_key]
 
     async def _stage(self, records: Sequence[SourceRecord]) -> list[_Pending]:
         """Start the stages of every record not yet applied; each record's task ends with its outcome."""
@@ -471,7 +474,7 @@ class PipelineWorker:
         if code not in entities.SUPPORTED_LANGUAGES:
             return processing.entities_event(o, entities.Entities(False, []))
         try:
-            return processing.entities_event(o, await self.runner.run(entities.extract, text, code))
+            return processing.entities_event(o, await entity_extraction.extract(self.runner, text, code))
         except (StageTimeout, StageCrashed) as exc:
             return processing.entities_event(o, None, failure=str(exc))
         except Exception as exc:  # keep the article; say why it has no entities

@@ -19,6 +19,7 @@ import asyncpg
 import structlog
 from tqdm import tqdm
 
+from newsflow import entity_extraction
 from newsflow.adapters import chrome_store, dedup_store, postgres
 from newsflow.domain import cleaner, dedup, entities, learned_chrome, processing
 from newsflow.domain.contract import RawArticleV1
@@ -88,7 +89,7 @@ async def _events_for(
             if code in entities.SUPPORTED_LANGUAGES:
                 assert runner is not None
                 try:
-                    found = await runner.run(entities.extract, row["payload"]["text"], code)
+                    found = await entity_extraction.extract(runner, row["payload"]["text"], code)
                 except (StageTimeout, StageCrashed) as exc:
                     found, failure = None, str(exc)
             payload = processing.entities_payload(row["payload"]["article_id"], code, found, failure=failure)

@@ -598,7 +598,15 @@ async def latency_run(run: Run, bootstrap: str, stream: Stream, rate: float, sec
         "poll_interval_ms": 50,
         "producer_fell_behind_max_ms": round(max(lag) * 1000, 1) if lag else 0.0,
         "segments_ms": latency_segments(stamps, produced_wall, seen_wall),
+        "slowest": [
+            {"ms": round((seen_at[m.url] - produced_at[m.url]) * 1000, 1), "kind": m.kind, "words": _words(m)}
+            for m in sorted((m for m in msgs if m.url in seen_at), key=lambda m: produced_at[m.url] - seen_at[m.url])[:5]
+        ],
     }
+
+
+def _words(m: BenchMessage) -> int:
+    return len(str(json.loads(m.value).get("text") or "").split())
 
 
 # Per article: when the pipeline appended it and when the clusterer decided its story (event insert times).
