@@ -265,3 +265,29 @@ async def test_no_batch_commits_past_a_failed_one_and_a_restart_applies_each_mes
     async with pool.acquire() as conn:
         received = await conn.fetch("SELECT payload->'message'->>'url' AS url FROM newsflow.events WHERE type = 'ArticleReceived'")
     assert sorted(r["url"] for r in received) == sorted(urls)
+
+
+async def test_a_slow_message_holds_back_only_its_own_partition(settings: Settings, pool: asyncpg.Pool) -> None:
+    """Messages commit per partition in offset order, not per fetched batch: a page stuck in cleaning
+    (here until the stage timeout) does not keep the other partition's messages out of the log."""
+    settings = settings.model_copy(update={"stage_timeout_s": 6.0, "raw_partitions": 2})
+    await kafka.ensure_topics(settings.kafka_bootstrap, [(settings.raw_topic, 2), (settings.dlq_topic, 1)])
+    producer = kafka.make_producer(settings.kafka_bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(settings.raw_topic, BAD_LINES["cleaning_timeout"], key=b"slow", partition=0)
+        for i in range(3):
+            url = f"https://fast.example/{i}"
+            body = json.dumps(message(url, f"A short report number {i} about the harbour strike.")).encode()
+            await producer.send_and_wait(settings.raw_topic, body, key=url.encode(), partition=1)
+    finally:
+        await producer.stop()
+    async with running_daemon(settings):
+        await wait_until(lambda: reaches(pool, 3, RECEIVED_SQL), what="the fast partition's articles")
+        await wait_until(lambda: reaches(pool, 1, "SELECT count(*) FROM newsflow.events WHERE type = 'ArticleRejected'"),
+                         what="the slow page's rejection")
+    async with pool.acquire() as conn:
+        received = await conn.fetch("SELECT position FROM newsflow.events WHERE type = 'ArticleReceived'")
+        rejected = await conn.fetchrow("SELECT position, payload FROM newsflow.events WHERE type = 'ArticleRejected'")
+    assert rejected["payload"]["reason"] == "cleaning_timeout"
+    assert max(r["position"] for r in received) < rejected["position"], "partition 1 committed while 0 waited"

@@ -106,8 +106,10 @@ class PipelineWorker:
         # Set after every commit and whenever a record's stages finish; waiters re-check their condition.
         self._changed = asyncio.Event()
         self._committer: asyncio.Task[None] | None = None
-        # Records decide in fetch order whether to run the entity model; each waits for the one before.
-        self._last_decided: asyncio.Future[None] | None = None
+        # Records of a partition decide in offset order whether to run the entity model (each waits for
+        # the one before it), so of two copies in one partition the earlier runs it; partitions are
+        # independent, so a page stuck in cleaning holds back only its own partition.
+        self._last_decided: dict[int, asyncio.Future[None]] = {}
         # Entity model runs not yet committed, by exact dedup key: a copy fetched meanwhile waits for
         # the run instead of paying for its own (the log cannot answer until the run's record commits).
         self._entity_runs: dict[str, tuple[uuid.UUID, asyncio.Future[NewEvent]]] = {}
@@ -334,9 +336,10 @@ class PipelineWorker:
         decode_ms = (time.perf_counter() - started) * 1000 / max(1, len(records))
         pending = []
         for record, message in zip(records, decoded, strict=True):
-            previous, self._last_decided = self._last_decided, asyncio.get_running_loop().create_future()
+            previous = self._last_decided.get(record.partition)
+            decided = self._last_decided[record.partition] = asyncio.get_running_loop().create_future()
             ms = {"decode": decode_ms}
-            task = asyncio.ensure_future(self._process(record, message, previous, self._last_decided, ms))
+            task = asyncio.ensure_future(self._process(record, message, previous, decided, ms))
             self._seq += 1
             pending.append(_Pending(self._seq, record, task, ms))
         return pending
@@ -349,7 +352,7 @@ class PipelineWorker:
         decided: asyncio.Future[None],
         ms: dict[str, float],
     ) -> Outcome:
-        """Clean, then (in fetch order) choose how to get the entities, then wait for them."""
+        """Clean, then (in the partition's order) choose how to get the entities, then wait for them."""
         started = time.perf_counter()
         try:
             o = await self._clean(record, message)
@@ -429,9 +432,9 @@ class PipelineWorker:
         are reads before the append transaction; the transaction re-checks under
         the append lock, so a duplicate missed here (committed concurrently by
         another worker, or near a text still in flight) is still recorded as one,
-        it just ran the model itself. Records plan in fetch order, so which copy
-        runs the model does not depend on timing. Returns what to await for the
-        outcome with its entity event.
+        it just ran the model itself. A partition's records plan in offset order,
+        so of two copies in one partition the earlier one runs the model. Returns
+        what to await for the outcome with its entity event.
         """
         if not isinstance(o, Accepted):
             return _done(o)

@@ -40,8 +40,13 @@ def _limit_memory(memory_mb: int) -> None:
 
 
 def _warm_up() -> None:
-    """Import the stage code once per worker, so the first message does not pay for it."""
-    import newsflow.domain.processing  # noqa: F401
+    """Import the stage code and load the entity model once per worker, so the first message does not pay."""
+    from newsflow.domain import entities
+
+    entities.warm_up()
+
+
+WARM_UP_TIMEOUT_S = 120.0  # loading spaCy takes seconds on a busy machine; a message's timeout may be shorter
 
 
 class StageRunner:
@@ -57,14 +62,17 @@ class StageRunner:
         )
 
     async def start(self) -> None:
-        await asyncio.gather(*(self.run(_warm_up) for _ in range(self.workers)))
+        await asyncio.gather(*(self._run(_warm_up, WARM_UP_TIMEOUT_S) for _ in range(self.workers)))
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        future = self._pool.submit(fn, self.timeout_s, *args, **kwargs)
+        return await self._run(fn, self.timeout_s, *args, **kwargs)
+
+    async def _run(self, fn: Callable[P, T], timeout_s: float, *args: P.args, **kwargs: P.kwargs) -> T:
+        future = self._pool.submit(fn, timeout_s, *args, **kwargs)
         try:
             return await asyncio.wrap_future(future)
         except (FutureTimeout, TimeoutError) as exc:
-            raise StageTimeout(f"stage exceeded {self.timeout_s:g} s") from exc
+            raise StageTimeout(f"stage exceeded {timeout_s:g} s") from exc
         except pebble.ProcessExpired as exc:
             raise StageCrashed(f"stage worker died: {exc}") from exc
         except MemoryError as exc:

@@ -105,6 +105,11 @@ def _nlp() -> Any:
     )
 
 
+def warm_up() -> None:
+    """Load the model now (a stage worker does this at start) instead of on the first article."""
+    _nlp()
+
+
 def chunk_spans(text: str) -> list[tuple[int, int]]:
     """(start, end) of the pieces of ``text[:MAX_CHARS]`` the model reads, each at most ``CHUNK_CHARS``.
 
