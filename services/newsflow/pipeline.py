@@ -26,7 +26,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import asyncpg
@@ -65,7 +65,7 @@ class _Pending:
     seq: int  # fetch order, across partitions: the order of a transaction's events
     record: SourceRecord
     outcome: asyncio.Task[Outcome]
-    ms: dict[str, float] = field(default_factory=dict)  # wall time per stage, for batch.committed
+    ms: dict[str, float]  # wall time per stage, for batch.committed
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -123,9 +123,9 @@ class PipelineWorker:
             await self._position(assigned)
 
     async def _position(self, assigned: list[TopicPartition]) -> None:
-        """Seek to the stored offsets; batches still in flight commit first, so the stored offsets are current.
+        """Seek to the stored offsets; records still in flight commit first, so the stored offsets are current.
 
-        A batch in flight for a partition that has meanwhile moved to another
+        A record in flight for a partition that has meanwhile moved to another
         worker is fenced at its commit (records below the stored offsets are
         skipped), so revocation itself need not wait for it.
         """
@@ -239,7 +239,8 @@ class PipelineWorker:
         return self._committer is not None and self._committer.done()
 
     def _raise_if_failed(self) -> None:
-        if self._committer is not None and self._committer.done():
+        if self._failed():
+            assert self._committer is not None
             self._committer.result()  # raises the commit's error
             raise RuntimeError("the pipeline committer stopped")
 
