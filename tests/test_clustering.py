@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -48,6 +49,21 @@ def _toy() -> list[clustering.ArticleInput]:
     return [_article(i, t, b, i, e) for i, (t, b, e) in enumerate(texts)]
 
 
+_TIANGONG = "Tiangong-1 the Chinese space station will fall to Earth; the space agency tracks its orbit and reentry."
+
+
+def _with_background() -> list[clustering.ArticleInput]:
+    """A background piece, then (after the live window) the event it is background to, then unrelated news."""
+    days = 24 * (clustering.SETTINGS.window_days + 30)
+    return [
+        _article(0, "China's space station is not out of control", f"{_TIANGONG} Officials say the station is stable."),
+        _article(1, "Tiangong-1 will crash to Earth within months", f"{_TIANGONG} Debris may survive reentry.", days),
+        _article(2, "Tiangong-1: when will the space station crash?", f"{_TIANGONG} The date is uncertain.", days + 24),
+        _article(3, "Port strike ends", "Dock workers ended their strike at the port after a wage deal.", days + 25),
+        _article(4, "Tiangong-1 falls to Earth over the Pacific", f"{_TIANGONG} It burned up on reentry.", days + 48),
+    ]
+
+
 def test_same_stream_gives_same_stories_and_related_articles_join() -> None:
     first, second = clustering.cluster(_toy()), clustering.cluster(_toy())
     assert first == second
@@ -61,8 +77,8 @@ def test_same_stream_gives_same_stories_and_related_articles_join() -> None:
     assert all(isinstance(d.score, float) and d.score == round(d.score, 4) for d in first)
 
 
-def test_snapshot_restored_and_continued_equals_uninterrupted() -> None:
-    stream = _toy()
+@pytest.mark.parametrize("stream", [_toy(), _with_background()], ids=["toy", "background"])
+def test_snapshot_restored_and_continued_equals_uninterrupted(stream: list[clustering.ArticleInput]) -> None:
     uninterrupted = clustering.cluster(stream)
     for cut in range(len(stream) + 1):
         c = clustering.OnlineClusterer()
@@ -172,9 +188,65 @@ def test_a_story_stays_indexed_under_a_bounded_set_of_terms_however_many_article
     assert sum(len(ids) for ids in clusterer._index.values()) <= clustering.SETTINGS.index_terms
 
 
+def test_a_background_piece_older_than_the_window_joins_the_story_that_matches_it_later() -> None:
+    c = clustering.OnlineClusterer()
+    old, first, second, unrelated, last = [c.add(a) for a in _with_background()]
+    assert old.started and first.started and first.story_id != old.story_id  # forgotten by the live index
+    assert second.story_id == first.story_id and second.merged == second.background == (old.story_id,)
+    assert unrelated.started and last.story_id == first.story_id and last.merged == ()
+    assert old.story_id not in c.archive and c.stories[first.story_id].size == 4
+    off = clustering.cluster(_with_background(), clustering.Settings(remerge_threshold=0))
+    assert off[2].merged == () and off[0].story_id not in {d.story_id for d in off[1:]}
+
+
+def test_the_archive_of_old_small_stories_is_bounded_by_age_and_size() -> None:
+    c = clustering.OnlineClusterer(clustering.Settings(archive_max=2))
+    hours = 24 * (clustering.SETTINGS.window_days + 1)
+    for i, t in enumerate(["Port strike ends", "Volcano erupts", "Chess final drawn"]):
+        c.add(_article(i, t, f"{t} today.", i))
+    c.add(_article(9, "Bridge reopens", "Traffic returns to the bridge.", hours + 10))
+    assert sorted(c.archive) == ["a1", "a2"] and not c.stories.keys() & c.archive.keys()
+    c.add(_article(10, "Bridge reopens", "Traffic returns to the bridge.", 24 * clustering.SETTINGS.archive_days + 100))
+    assert sorted(c.archive) == ["a9"]  # the first ones expired; the bridge story just left the live index
+    assert {sid for ids in c._archive_index.values() for sid in ids} == {"a9"}
+
+
+_CHROME = (  # a crawled page whose text is the site's navigation, as in the Giveme5W1H set
+    "Free CSAT test series. Subscribe to updates. Insights prelims test series, offline classroom. Monthly "
+    "magazines. Categories: agriculture, radio spotlight, answer writing tips, anthropology, art and culture, "
+    "biodiversity, budget, current affairs quiz, daily discussions, downloads, economics, editorials, "
+    "environment, ethics, geography, governance, history, Hindi, internal security, international relations, "
+    "interview guidance, management, mathematics, medical science, mind maps, mission, philosophy, political "
+    "science, polity, psychology, public administration, revision modules, sociology, strategy, synopsis, "
+    "toppers' answer copies, yojana and kurukshetra. Login, register, contact us, privacy policy, disclaimer. "
+    "Popular posts: monsoon forecast revised, railway budget merged, banking reforms explained, tribal rights "
+    "act, wetlands convention, cyclone preparedness, judicial appointments, electoral bonds, fiscal deficit "
+    "targets, groundwater depletion, coastal regulation zone, startup policy, smart cities mission, tiger census."
+)
+
+
+def test_a_page_whose_body_is_site_chrome_joins_the_story_its_title_names() -> None:
+    body = "Astronauts on the space station sequenced microbes in orbit without sending samples back to Earth."
+    stream = [
+        _article(0, "Astronauts identify unknown microbes in space for the first time", body),
+        _article(1, "Astronauts have identified unknown microbes in space", f"{body} NASA called it a first.", 2),
+        _article(2, "Port strike ends", "Dock workers ended their strike at the port after a wage deal.", 3),
+        _article(3, "Astronauts identify unknown microbes in space for first time",
+                 _CHROME, 20),
+    ]
+    strict = clustering.Settings(threshold=0.25)  # this toy corpus is too small for realistic idf: raise the bar
+    with_title = clustering.cluster(stream, strict)[3]
+    assert with_title.story_id == "a0"
+    assert clustering.cluster(stream, replace(strict, w_title=0))[3].started
+
+
 def test_recorded_decisions_placed_again_give_the_same_state_and_the_same_next_decisions() -> None:
     """A clusterer rebuilt from the log's decisions (place) equals the one that took them (add)."""
-    stream = _toy()
+    for stream in (_toy(), _with_background()):
+        _placed_equals_added(stream)
+
+
+def _placed_equals_added(stream: list[clustering.ArticleInput]) -> None:
     for cut in range(len(stream) + 1):
         decided = clustering.OnlineClusterer()
         decisions = [decided.add(a) for a in stream[:cut]]

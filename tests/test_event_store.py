@@ -175,3 +175,17 @@ async def test_position_at_finds_the_last_event_recorded_by_a_time_across_holes(
         first = await conn.fetchval("SELECT min(recorded_at) FROM newsflow.events")
         assert await postgres.position_at(conn, first - dt.timedelta(seconds=1)) == 0
         assert [await postgres.position_at(conn, c) for c in cuts] == lasts
+
+
+def test_merges_stored_as_v1_read_as_bridges() -> None:
+    """StoriesMerged v2 added ``reason``; every v1 merge was an article bridging stories."""
+    import uuid
+
+    from newsflow.domain.events import RecordedEvent, StoriesMerged
+
+    story, other, article = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    v1 = RecordedEvent(1, uuid.uuid4(), f"story-{story}", 2, "StoriesMerged", 1,
+                       {"story_id": str(story), "clusterer_version": "3", "merged_story_ids": [str(other)],
+                        "bridging_article_id": str(article)}, {}, dt.datetime.now(dt.UTC))
+    parsed = registry.parse(v1)
+    assert isinstance(parsed, StoriesMerged) and parsed.reason == "bridge" and parsed.merged_story_ids == [other]

@@ -225,6 +225,49 @@ async def _decisions(conn: asyncpg.Connection) -> dict[str, tuple[object, ...]]:
     }
 
 
+TIANGONG = (
+    "Tiangong-1, the Chinese space station launched in 2011, will fall back to Earth as its orbit decays. "
+    "Engineers of the China Manned Space Agency track the station's altitude and expect most of its eight "
+    "tonnes to burn up on reentry over the ocean, though some debris of the spacecraft may survive. "
+)
+BACKGROUND_FEED = [  # an explainer, then the reentry reports 15 months later (beyond the 365-day live window)
+    {"url": "https://space-explainers.invalid/tiangong-1-not-out-of-control", "source": "Space Explainers",
+     "fetched_at": "2016-09-21T10:00:00+00:00", "published_at": "2016-09-21T09:00:00+00:00",
+     "title": "China's space station is not out of control, says its agency",
+     "text": TIANGONG + "The agency said in 2016 that it had lost telemetry but that the station was stable and "
+             "posed no danger; astronomers watching Tiangong-1 said it was tumbling slowly."},
+    {"url": "https://orbit-daily.invalid/tiangong-1-to-crash", "source": "Orbit Daily",
+     "fetched_at": "2018-01-02T10:00:00+00:00", "published_at": "2018-01-02T09:00:00+00:00",
+     "title": "Tiangong-1 space station will crash to Earth within weeks",
+     "text": TIANGONG + "The European Space Agency now predicts the reentry for March, with a window of several "
+             "weeks; the spacecraft is out of control and its debris could land anywhere."},
+    {"url": "https://skywatch.invalid/tiangong-1-reentry-date", "source": "Skywatch",
+     "fetched_at": "2018-01-09T10:00:00+00:00", "published_at": "2018-01-09T09:00:00+00:00",
+     "title": "When will Tiangong-1 fall? Space station reentry date still uncertain",
+     "text": TIANGONG + "Trackers narrowed the reentry window of the falling space station to late March or "
+             "early April; the European Space Agency updates its forecast of Tiangong-1 each week."},
+]
+
+
+async def test_a_background_piece_older_than_the_live_window_is_merged_into_the_story_it_explains(
+    settings: Settings, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    feed = tmp_path / "background.jsonl"
+    feed.write_text("".join(json.dumps(m) + "\n" for m in BACKGROUND_FEED))
+    async with running_daemon(settings):
+        await publish(settings.kafka_bootstrap, settings.raw_topic, [feed], progress=False)
+        await wait_until(lambda: reaches(pool, 3, ASSIGNED_SQL), what="3 story assignments")
+        await wait_until(lambda: reaches(pool, 1, "SELECT count(*) FROM projection.story_merges"), what="a merge")
+    async with pool.acquire() as conn:
+        merges = await conn.fetch("SELECT payload FROM newsflow.events WHERE type = 'StoriesMerged'")
+        members = await conn.fetch("SELECT url, story_id FROM projection.articles")
+        merged = await conn.fetchrow("SELECT * FROM dashboard.story_merges")
+        (story,) = await conn.fetch("SELECT * FROM dashboard.stories")
+    assert [m["payload"]["reason"] for m in merges] == ["background"]
+    assert len({m["story_id"] for m in members}) == 1 and story["article_count"] == 3
+    assert merged["reason"] == "background" and story["first_seen"] == datetime(2016, 9, 21, 9, tzinfo=UTC)
+
+
 async def test_merged_stories_project_as_one_and_time_travel_sees_them_apart(pool: asyncpg.Pool) -> None:
     articles = [uuid.uuid4() for _ in range(3)]
     a, b = uuid.uuid4(), uuid.uuid4()
@@ -252,7 +295,7 @@ async def test_merged_stories_project_as_one_and_time_travel_sees_them_apart(poo
                                                              best_score=0.1, top_terms=["bridge"]), {}),
          assigned(b, 1, True)],
         [cleaned(2), NewEvent.of(f"story-{b}", StoriesMerged(story_id=b, clusterer_version="t", merged_story_ids=[a],
-                                                              bridging_article_id=articles[2]), {}),
+                                                              bridging_article_id=articles[2], reason="background"), {}),
          assigned(b, 2, False)],
     ]
     cut: datetime | None = None
@@ -268,6 +311,9 @@ async def test_merged_stories_project_as_one_and_time_travel_sees_them_apart(poo
         assert await scalar(pool, "SELECT count(*) FROM projection.articles WHERE story_id = $1", b) == 3
         via_merged = await story_history.show(conn, a)
         assert via_merged["id"] == str(b) and via_merged["merged_from"] == [str(a)]
+        assert via_merged["merges"] == [{"story_id": str(a), "reason": "background", "bridging_article_id": str(articles[2])}]
+        assert f"merged from: {a} (background)" in story_history.render(via_merged)
+        assert await conn.fetchval("SELECT reason FROM dashboard.story_merges WHERE merged_story_id = $1", a) == "background"
         assert cut is not None
         past = await story_history.show(conn, a, cut)
     assert past["id"] == str(a) and past["article_count"] == 1 and past["merged_from"] == []

@@ -200,9 +200,9 @@ async def _article_assigned(conn: asyncpg.Connection, event: RecordedEvent, a: A
 
 async def _stories_merged(conn: asyncpg.Connection, event: RecordedEvent, m: StoriesMerged) -> None:
     await conn.execute(
-        "INSERT INTO story_merges (merged_story_id, into_story_id, bridging_article_id, position)"
-        " SELECT unnest($1::uuid[]), $2, $3, $4 ON CONFLICT DO NOTHING",
-        m.merged_story_ids, m.story_id, m.bridging_article_id, event.position,
+        "INSERT INTO story_merges (merged_story_id, into_story_id, bridging_article_id, position, reason)"
+        " SELECT unnest($1::uuid[]), $2, $3, $4, $5 ON CONFLICT DO NOTHING",
+        m.merged_story_ids, m.story_id, m.bridging_article_id, event.position, m.reason,
     )
     await conn.execute("UPDATE story_merges SET into_story_id = $2 WHERE into_story_id = ANY($1::uuid[])",
                        m.merged_story_ids, m.story_id)

@@ -30,6 +30,8 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
+
 import asyncpg
 import structlog
 
@@ -262,14 +264,19 @@ class StoryClusterer:
                 story_id=sid, clusterer_version=clustering.CLUSTERER_VERSION, article_id=uuid.UUID(article_id),
                 best_score=decision.score, top_terms=list(decision.top_terms),
             ), metadata))
-        if decision.merged:
-            for merged in decision.merged:
-                state.merged_into[merged] = decision.story_id
-            out.append(NewEvent.of(stream, StoriesMerged(
-                story_id=sid, clusterer_version=clustering.CLUSTERER_VERSION,
-                merged_story_ids=[uuid.UUID(m) for m in decision.merged],
-                bridging_article_id=uuid.UUID(article_id),
-            ), metadata))
+        for merged in decision.merged:
+            state.merged_into[merged] = decision.story_id
+        by_reason: list[tuple[Literal["bridge", "background"], list[str]]] = [
+            ("bridge", [m for m in decision.merged if m not in decision.background]),
+            ("background", list(decision.background)),
+        ]
+        for reason, ids in by_reason:
+            if ids:
+                out.append(NewEvent.of(stream, StoriesMerged(
+                    story_id=sid, clusterer_version=clustering.CLUSTERER_VERSION,
+                    merged_story_ids=[uuid.UUID(m) for m in ids],
+                    bridging_article_id=uuid.UUID(article_id), reason=reason,
+                ), metadata))
         out.append(NewEvent.of(stream, ArticleAssignedToStory(
             story_id=sid, clusterer_version=clustering.CLUSTERER_VERSION, article_id=uuid.UUID(article_id),
             role="canonical", started=decision.started, score=decision.score,
@@ -309,8 +316,8 @@ async def _recorded_decisions(conn: asyncpg.Connection, after: int) -> dict[int,
         closing = r["metadata"].get("causation", {}).get("position")
         if closing is None or closing <= after:
             continue
-        if r["type"] == StoriesMerged.event_type:
-            merged[closing] = tuple(r["payload"]["merged_story_ids"])
+        if r["type"] == StoriesMerged.event_type:  # one event per reason; applied in the sorted order add() used
+            merged[closing] = tuple(sorted((*merged.get(closing, ()), *r["payload"]["merged_story_ids"])))
         else:
             recorded[closing] = _Recorded(r["payload"]["story_id"], r["payload"]["role"], merged.get(closing, ()))
     return recorded

@@ -105,7 +105,8 @@ async def _read(conn: asyncpg.Connection, story_id: uuid.UUID, as_of: datetime |
         story_id,
     )
     merged = await conn.fetch(
-        "SELECT merged_story_id FROM story_merges WHERE into_story_id = $1 ORDER BY position", story_id
+        "SELECT merged_story_id, reason, bridging_article_id FROM story_merges WHERE into_story_id = $1"
+        " ORDER BY position, merged_story_id", story_id
     )
     return {
         "id": str(story_id),
@@ -119,6 +120,8 @@ async def _read(conn: asyncpg.Connection, story_id: uuid.UUID, as_of: datetime |
         "sources": list(story["sources"]),
         "languages": list(story["languages"]),
         "merged_from": [str(r["merged_story_id"]) for r in merged],
+        "merges": [{"story_id": str(r["merged_story_id"]), "reason": r["reason"],
+                    "bridging_article_id": str(r["bridging_article_id"])} for r in merged],
         "timeline": [{"hour": _iso(r["hour"]), "articles": r["articles"]} for r in timeline],
         "entities": [dict(r) for r in entities],
         "articles": [
@@ -145,7 +148,7 @@ def render(story: dict[str, Any]) -> str:
         f"  sources: {', '.join(story['sources'])}   languages: {', '.join(story['languages']) or '-'}",
     ]
     if story["merged_from"]:
-        lines.append(f"  merged from: {', '.join(story['merged_from'])}")
+        lines.append("  merged from: " + ", ".join(f"{m['story_id']} ({m['reason']})" for m in story["merges"]))
     lines.append("  entities: " + ", ".join(f"{e['name']} ({e['articles']})" for e in story["entities"]))
     lines.append("  timeline (articles per hour):")
     lines.extend(f"    {t['hour'][:16]}  {'#' * min(t['articles'], 60)} {t['articles']}" for t in story["timeline"])

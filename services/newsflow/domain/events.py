@@ -313,11 +313,23 @@ class ArticleAssignedToStory(StoryDecision):
 
 @registry.register
 class StoriesMerged(StoryDecision):
-    """An article bridged stories that turned out to be one: ``merged_story_ids`` now belong to ``story_id``."""
+    """Stories turned out to be one: ``merged_story_ids`` now belong to ``story_id``.
+
+    ``reason`` says what showed it when ``bridging_article_id`` joined ``story_id``:
+    ``bridge``, the article matched those stories too; ``background``, they are small,
+    older stories that the story, with the article in it, matches as a whole (a
+    background piece written before the event). v2 adds ``reason``; v1 events were
+    all bridges.
+    """
 
     event_type: ClassVar[str] = "StoriesMerged"
+    schema_version: ClassVar[int] = 2
     merged_story_ids: list[uuid.UUID]
     bridging_article_id: uuid.UUID
+    reason: Literal["bridge", "background"] = "bridge"
+
+
+registry.register_upcaster(StoriesMerged.event_type, 1, lambda payload: {**payload, "reason": "bridge"})
 
 
 @registry.register

@@ -256,7 +256,8 @@ def score(ds: Dataset) -> dict[str, Any]:
     sweep = {t: bcubed(labels, ds.gold) for t, labels in runs.items()}
     best_t = max(sweep, key=lambda t: (sweep[t]["f1"], -t))
     newsflow = {**bcubed(predicted, ds.gold), "stories": len(set(predicted)),
-                "merges": sum(len(d.merged) for d in decisions)}
+                "merges": sum(len(d.merged) for d in decisions),
+                "background_merges": sum(len(d.background) for d in decisions)}
     baseline = {**sweep[best_t], "threshold": best_t, "stories": len(set(runs[best_t]))}
     out: dict[str, Any] = {"articles": len(ds.gold), "labels": len(set(ds.gold))}
     if ds.note:
