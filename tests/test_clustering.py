@@ -225,6 +225,16 @@ _CHROME = (  # a crawled page whose text is the site's navigation, as in the Giv
 )
 
 
+def test_an_old_article_arriving_late_leaves_the_archive_by_its_own_age() -> None:
+    """Archive expiry goes by each story's last article, not by when it was archived."""
+    c = clustering.OnlineClusterer()
+    day = 24.0
+    c.add(_article(0, "Port strike ends", "Dock workers ended a strike.", 400 * day))
+    c.add(_article(1, "Volcano erupts", "Lava reached villages.", 1000 * day))  # archives a0 (idle 600 days)
+    c.add(_article(2, "Chess final drawn", "The chess final ended in a draw.", 0))  # 1,000 days old on arrival
+    assert sorted(c.archive) == ["a0"] and "a2" not in c.stories
+
+
 def test_a_page_whose_body_is_site_chrome_joins_the_story_its_title_names() -> None:
     body = "Astronauts on the space station sequenced microbes in orbit without sending samples back to Earth."
     stream = [

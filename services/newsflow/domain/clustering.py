@@ -6,8 +6,9 @@ whole state is plain data, so ``pickle`` snapshots it; restored and continued eq
 uninterrupted (tests/test_clustering.py).
 
 Algorithm (version 4; version 3 bounded a story's index keys; version 4 adds the
-title similarity and the delayed re-merge of background pieces, and computes a
-centroid's norm after trimming it, which version 3 did before):
+title similarity and the delayed re-merge of background pieces, and takes a
+centroid's norm after trimming it when an article joins, where version 3 took it
+before):
 
 - Vector: sublinear-tf · idf over the title (tokens counted ``title_rep`` times),
   the body, and the article's canonical entities folded into ``@entity`` terms
@@ -40,10 +41,11 @@ centroid's norm after trimming it, which version 3 did before):
   story with the article reaches ``remerge_threshold`` cosine with theirs. A
   background piece written months before an event is worded unlike any single
   report, but like the reports together. Candidates: the live stories the article
-  already scored, plus an archive of small stories evicted by age (kept
-  ``archive_days``, at most ``archive_max``, indexed under ``archive_terms`` terms)
-  that is read only when the story's size becomes a power of two, so a story
-  looks there O(log size) times and the live window stays 365 days.
+  already scored, plus an archive of the small stories that left the live index
+  (until their last article is ``archive_days`` old, at most ``archive_max``,
+  indexed under ``archive_terms`` terms), read only when the story's size before
+  this decision's merges, plus the article, is a power of two, so a story looks
+  there O(log size) times and the live window stays 365 days.
 - Reasons: ``shared_entities`` (folded), ``top_terms`` = the five terms that
   contribute most to the cosine with the story's centroid.
 
@@ -117,9 +119,10 @@ class Settings:
     remerge_threshold: float = 0.24
     remerge_max_size: int = 2
     remerge_gap_days: float = 7.0
-    # Small stories leaving the live index by age are archived this long (at most ``archive_max``),
+    # Small stories leaving the live index (idle past the window, or the longest idle beyond the cap)
+    # are archived until their last article is this old (at most ``archive_max``, oldest out first),
     # indexed under their ``archive_terms`` heaviest terms; only the re-merge reads the archive, and
-    # only when the joined story's size becomes a power of two, so it costs O(log size) per story.
+    # only when the joined story reaches a power-of-two size, so it costs O(log size) per story.
     archive_days: float = 730.0
     archive_max: int = 10_000
     archive_terms: int = 10
@@ -200,9 +203,10 @@ class OnlineClusterer:
         self._index: dict[str, set[str]] = {}
         self._clock: datetime | None = None  # latest publication time seen
         self._idle: list[tuple[datetime, str]] = []  # heap of (story last seen, story id); stale entries skipped
-        # Small stories past the window, kept for the delayed re-merge only (insertion order = age order).
+        # Small stories that left the live index, kept for the delayed re-merge only.
         self.archive: dict[str, _Story] = {}
         self._archive_index: dict[str, set[str]] = {}
+        self._archive_age: list[tuple[datetime, str]] = []  # heap of (last seen, id); entries of merged ones skipped
 
     def _evict(self) -> None:
         """Forget stories idle for longer than the window (their ids stay valid in the log; they just stop being candidates).
@@ -224,16 +228,17 @@ class OnlineClusterer:
         if len(self._idle) > 2 * len(self.stories) + 1024:  # drop stale entries; a sorted list is a heap
             self._idle = sorted((st.last, sid) for sid, st in self.stories.items() if st.last is not None)
         archive_horizon = self._clock.timestamp() - s.archive_days * 86400
-        while self.archive:
-            sid, story = next(iter(self.archive.items()))
-            assert story.last is not None
-            if story.last.timestamp() >= archive_horizon and len(self.archive) <= s.archive_max:
-                break
-            self._unarchive(sid)
+        while self._archive_age and (self._archive_age[0][0].timestamp() < archive_horizon
+                                     or len(self.archive) > s.archive_max):
+            _, sid = heapq.heappop(self._archive_age)
+            if sid in self.archive:
+                self._unarchive(sid)
 
     def _archive(self, story: _Story) -> None:
         story.keys = {t for t, _ in sorted(story.centroid.items(), key=lambda x: (-x[1], x[0]))[: self.s.archive_terms]}
         self.archive[story.story_id] = story
+        assert story.last is not None
+        heapq.heappush(self._archive_age, (story.last, story.story_id))
         for t in sorted(story.keys):
             self._archive_index.setdefault(t, set()).add(story.story_id)
 
