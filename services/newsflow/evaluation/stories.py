@@ -59,7 +59,10 @@ def bcubed(predicted: Sequence[str], gold: Sequence[str]) -> dict[str, float]:
         precision += same / len(by_pred[p])
         recall += same / len(by_gold[g])
     n = len(gold)
-    p, r = precision / n, recall / n
+    return _prf(precision / n, recall / n)
+
+
+def _prf(p: float, r: float) -> dict[str, float]:
     return {"precision": round(p, 4), "recall": round(r, 4), "f1": round(2 * p * r / (p + r), 4) if p + r else 0.0}
 
 
@@ -68,16 +71,14 @@ def pairwise(predicted: Sequence[str], pairs: Sequence[tuple[int, int, bool]]) -
     tp = sum(1 for i, j, same in pairs if same and predicted[i] == predicted[j])
     fp = sum(1 for i, j, same in pairs if not same and predicted[i] == predicted[j])
     fn = sum(1 for i, j, same in pairs if same and predicted[i] != predicted[j])
-    p = tp / (tp + fp) if tp + fp else 0.0
-    r = tp / (tp + fn) if tp + fn else 0.0
-    return {"precision": round(p, 4), "recall": round(r, 4), "f1": round(2 * p * r / (p + r), 4) if p + r else 0.0}
+    return _prf(tp / (tp + fp) if tp + fp else 0.0, tp / (tp + fn) if tp + fn else 0.0)
 
 
 def _baseline(docs: Sequence[Counter[str]], threshold: float) -> list[str]:
     """Single-pass TF-IDF vs centroids. The inverted index only skips centroids sharing no term
     (cosine 0, below every threshold swept), so the result equals the exhaustive loop."""
     df: Counter[str] = Counter()
-    centroids: list[Counter[str]] = []
+    centroids: list[dict[str, float]] = []
     norms: list[float] = []
     by_term: dict[str, list[int]] = defaultdict(list)
     labels: list[str] = []
@@ -95,14 +96,14 @@ def _baseline(docs: Sequence[Counter[str]], threshold: float) -> list[str]:
         if best >= threshold:
             i = best_i
         else:
-            centroids.append(Counter())
+            centroids.append({})
             norms.append(0.0)
             i = len(centroids) - 1
         c = centroids[i]
         for t, w in vec.items():
             if t not in c:
                 by_term[t].append(i)
-            c[t] += w
+            c[t] = c.get(t, 0.0) + w
         norms[i] = math.sqrt(sum(v * v for v in c.values()))
         labels.append(str(i))
     return labels
@@ -255,10 +256,10 @@ def score(ds: Dataset) -> dict[str, Any]:
     runs = {round(t / 100, 2): _baseline(docs, t / 100) for t in range(5, 65, 5)}
     sweep = {t: bcubed(labels, ds.gold) for t, labels in runs.items()}
     best_t = max(sweep, key=lambda t: (sweep[t]["f1"], -t))
-    newsflow = {**bcubed(predicted, ds.gold), "stories": len(set(predicted)),
+    newsflow: dict[str, Any] = {**bcubed(predicted, ds.gold), "stories": len(set(predicted)),
                 "merges": sum(len(d.merged) for d in decisions),
                 "background_merges": sum(len(d.background) for d in decisions)}
-    baseline = {**sweep[best_t], "threshold": best_t, "stories": len(set(runs[best_t]))}
+    baseline: dict[str, Any] = {**sweep[best_t], "threshold": best_t, "stories": len(set(runs[best_t]))}
     out: dict[str, Any] = {"articles": len(ds.gold), "labels": len(set(ds.gold))}
     if ds.note:
         out["note"] = ds.note
