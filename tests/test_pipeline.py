@@ -13,7 +13,7 @@ from conftest import CONSUMED_SQL, RECEIVED_SQL, SEEDS, reaches, role_url, runni
 from newsflow import status
 from newsflow.adapters import kafka
 from newsflow.domain.processing import SourceRecord
-from newsflow.pipeline import PipelineWorker
+from newsflow.pipeline import PipelineWorker, sought_before
 from newsflow.publisher import publish
 from newsflow.settings import Settings
 
@@ -291,3 +291,17 @@ async def test_a_slow_message_holds_back_only_its_own_partition(settings: Settin
         rejected = await conn.fetchrow("SELECT position, payload FROM newsflow.events WHERE type = 'ArticleRejected'")
     assert rejected["payload"]["reason"] == "cleaning_timeout"
     assert max(r["position"] for r in received) < rejected["position"], "partition 1 committed while 0 waited"
+
+
+def test_records_fetched_before_their_partition_was_sought_are_left_for_the_refetch() -> None:
+    """getmany() returned them before the rebalance seek; after the seek the consumer fetches them again.
+
+    Seen on `make run`: the first fetch raced the first assignment, its records were applied, the
+    refetched copies then looked like offsets going backwards (a spurious `offsets.regressed`).
+    """
+    records = [SourceRecord("t", p, 0, None, b"{}") for p in (0, 1, 2)]
+    expected = {0: 0, 1: 0}  # partition 2 is not (or no longer) this worker's
+    positioned = {0: 1, 1: 2}  # partition 1 was sought in round 2, after this fetch returned (round 1)
+    assert [r.partition for r in sought_before(records, expected, positioned, fetched_in=1)] == [0]
+    assert [r.partition for r in sought_before(records, expected, positioned, fetched_in=2)] == [0, 1]
+    assert sought_before(records, expected, {}, fetched_in=0) == []

@@ -25,7 +25,7 @@ import socket
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -68,6 +68,20 @@ class _Pending:
     ms: dict[str, float]  # wall time per stage, for batch.committed
 
 
+def sought_before(records: Sequence[SourceRecord], expected: Mapping[int, int], positioned: Mapping[int, int],
+                  fetched_in: int) -> list[SourceRecord]:
+    """The records of partitions this worker holds that were fetched after the partition's latest seek.
+
+    getmany() can return records just before the rebalance callback seeks their
+    partition; they wait for the positioning lock, and by then the seek has reset
+    the consumer, which fetches them again. Applying the early copy as well would
+    trip the offsets-went-backwards check, and if the consumer's own reset had
+    started elsewhere than the stored offset (``start_from=latest``), move the
+    stored offset over records never applied.
+    """
+    return [r for r in records if r.partition in expected and positioned.get(r.partition, fetched_in + 1) <= fetched_in]
+
+
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, worker: "PipelineWorker") -> None:
         self.worker = worker
@@ -95,6 +109,10 @@ class PipelineWorker:
         self.learned = learned_chrome.LearnedChrome()
         # Next offset this worker expects per partition; a record below it means the log was replaced.
         self.expected: dict[int, int] = {}
+        # Positioning rounds, and the round in which each partition was last sought: records that a
+        # fetch returned before their partition's seek are from before it (see run()).
+        self._round = 0
+        self._positioned: dict[int, int] = {}
         # Assignment callbacks run in aiokafka's coordinator task, concurrently with getmany():
         # positioning and batch handling never interleave.
         self._positioning = asyncio.Lock()
@@ -148,6 +166,7 @@ class PipelineWorker:
                 )
                 self.consumer.seek(tp, decision.offset)
                 self.expected[tp.partition] = decision.offset
+                self._positioned[tp.partition] = self._round + 1
                 if row is None or decision.reset_reason or stored_cluster != self.cluster_id:
                     rewrite[tp.partition] = decision.offset
                 if decision.reset_reason and row is not None:
@@ -171,6 +190,7 @@ class PipelineWorker:
                             {"causation": {"kind": "rebalance", "worker": self.worker_id}},
                         )
                     )
+            self._round += 1  # no await since the first seek: a fetch returned either before all or after all
             await postgres.append(conn, resets)
             await postgres.save_offsets(conn, s.consumer_group, s.raw_topic, rewrite, self.cluster_id)
         log.info("partitions.assigned", positions=dict(sorted(self.expected.items())), cluster_id=self.cluster_id)
@@ -199,6 +219,7 @@ class PipelineWorker:
                 batch = await self.consumer.getmany(
                     timeout_ms=s.batch_timeout_ms, max_records=min(room, s.batch_max_records)
                 )
+                fetched_in = self._round
                 records = [
                     SourceRecord(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp, self.cluster_id)
                     for tp in sorted(batch, key=lambda t: t.partition)
@@ -207,8 +228,8 @@ class PipelineWorker:
                 if not records:
                     continue
                 async with self._positioning:
-                    # Records fetched before this worker positioned a partition are refetched after the seek.
-                    records = [r for r in records if r.partition in self.expected]
+                    # A seek while these records waited for the lock makes the consumer fetch them again.
+                    records = sought_before(records, self.expected, self._positioned, fetched_in)
                     if records:
                         await self._apply(records)
             await self.drain()
