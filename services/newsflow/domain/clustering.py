@@ -235,7 +235,7 @@ class OnlineClusterer:
                 self._unarchive(sid)
 
     def _archive(self, story: _Story) -> None:
-        story.keys = {t for t, _ in sorted(story.centroid.items(), key=lambda x: (-x[1], x[0]))[: self.s.archive_terms]}
+        story.keys = set(_top(story.centroid, self.s.archive_terms))
         self.archive[story.story_id] = story
         assert story.last is not None
         heapq.heappush(self._archive_age, (story.last, story.story_id))
@@ -256,11 +256,10 @@ class OnlineClusterer:
             return self._unarchive(sid)
         return None
 
-    def _counts(self, a: ArticleInput, ents: tuple[str, ...]) -> dict[str, float]:
+    def _counts(self, title: list[str], text: str, ents: tuple[str, ...]) -> dict[str, float]:
         s = self.s
         c: dict[str, float] = defaultdict(float)
-        title = _tokens(a.title or "")
-        body = _tokens(a.text)
+        body = _tokens(text)
         for t in title:
             c[t] += s.title_rep
         for t in body:
@@ -283,10 +282,11 @@ class OnlineClusterer:
         if self._clock is None or a.at > self._clock:
             self._clock = a.at
         ents = tuple(sorted({k for k in (fold(e) for e in a.entities) if k}))
-        counts = self._counts(a, ents)
+        title_tokens = _tokens(a.title or "")
+        counts = self._counts(title_tokens, a.text, ents)
         self.n_docs += 1
         self.df.update(counts.keys())
-        title = self._vector(Counter(_tokens(a.title or ""))) if self.s.w_title > 0 else {}
+        title = self._vector(Counter(title_tokens)) if self.s.w_title > 0 else {}
         return ents, self._vector(counts), title
 
     def place(self, a: ArticleInput, story_id: str, merged: tuple[str, ...] = ()) -> None:
@@ -311,7 +311,7 @@ class OnlineClusterer:
         """Decide the article's story. A story it starts gets ``new_story_id`` (default: the article's id)."""
         s = self.s
         ents, vec, title = self._observe(a)
-        top = sorted(vec, key=lambda t: (-vec[t], t))[: s.top_terms]
+        top = _top(vec, s.top_terms)
         candidates: set[str] = set()
         for t in top:
             candidates |= self._index.get(t, set())
@@ -361,7 +361,8 @@ class OnlineClusterer:
         single report can still be recognised once the story has a few of them.
         """
         s = self.s
-        first = at if story.first is None else min(story.first, at)
+        assert story.first is not None  # a story joined, not started: it has articles
+        first = min(story.first, at)
         before = first.timestamp() - s.remerge_gap_days * 86400
         pool = [self.stories[o] for o in live]
         size = story.size + 1
@@ -396,7 +397,7 @@ class OnlineClusterer:
         _add(story.centroid, vec)
         _add(story.titles, title)
         self._trim(story)
-        kept = sorted(vec, key=lambda t: (-vec[t], t))[: s.member_terms]
+        kept = _top(vec, s.member_terms)
         story.members.append({t: vec[t] for t in sorted(kept)})
         if len(story.members) > s.members:
             story.members.pop(1)  # keep the first member and the latest ones
@@ -414,7 +415,7 @@ class OnlineClusterer:
         A story's keys stay bounded however many articles join it, so a big
         story does not become a candidate for ever more articles.
         """
-        keys = {t for t, _ in sorted(story.centroid.items(), key=lambda x: (-x[1], x[0]))[: self.s.index_terms]}
+        keys = set(_top(story.centroid, self.s.index_terms))
         _unindex(self._index, story.story_id, story.keys - keys)
         for t in sorted(keys - story.keys):
             self._index.setdefault(t, set()).add(story.story_id)
@@ -451,7 +452,12 @@ def _add(into: dict[str, float], vec: Mapping[str, float]) -> None:
 def _heaviest(vec: dict[str, float], n: int) -> dict[str, float]:
     if len(vec) <= n:
         return vec
-    return dict(sorted(sorted(vec.items(), key=lambda x: (-x[1], x[0]))[:n]))
+    return {t: vec[t] for t in sorted(_top(vec, n))}
+
+
+def _top(vec: Mapping[str, float], n: int) -> list[str]:
+    """The ``n`` heaviest terms, heaviest first (ties by term, so the order is deterministic)."""
+    return [t for t, _ in sorted(vec.items(), key=lambda x: (-x[1], x[0]))[:n]]
 
 
 def _unindex(index: dict[str, set[str]], sid: str, keys: Iterable[str]) -> None:
