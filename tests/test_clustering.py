@@ -250,6 +250,19 @@ def test_a_page_whose_body_is_site_chrome_joins_the_story_its_title_names() -> N
     assert clustering.cluster(stream, replace(strict, w_title=0))[3].started
 
 
+def test_a_chrome_page_finds_its_story_through_its_title_terms() -> None:
+    """The chrome's heaviest terms do not lead to the story; the title's do, so its title similarity is computed."""
+    body = "Astronauts on the space station sequenced microbes in orbit without sending samples back to Earth."
+    stream = [
+        _article(0, "Astronauts identify unknown microbes in space for the first time", body),
+        _article(1, "Port strike ends", "Dock workers ended their strike at the port after a wage deal.", 3),
+        _article(2, "Astronauts identify unknown microbes in space for first time", _CHROME, 20),
+    ]
+    few_keys = clustering.Settings(threshold=0.25, top_terms=5)  # five body terms: all of them chrome
+    assert clustering.cluster(stream, few_keys)[2].story_id == "a0"
+    assert clustering.cluster(stream, replace(few_keys, title_keys=0))[2].started
+
+
 def test_recorded_decisions_placed_again_give_the_same_state_and_the_same_next_decisions() -> None:
     """A clusterer rebuilt from the log's decisions (place) equals the one that took them (add)."""
     for stream in (_toy(), _with_background()):

@@ -5,10 +5,11 @@ decisions; nothing depends on set or dict order, randomness or the wall clock. T
 whole state is plain data, so ``pickle`` snapshots it; restored and continued equals
 uninterrupted (tests/test_clustering.py).
 
-Algorithm (version 4; version 3 bounded a story's index keys; version 4 adds the
+Algorithm (version 5; version 3 bounded a story's index keys; version 4 added the
 title similarity and the delayed re-merge of background pieces, and takes a
 centroid's norm after trimming it when an article joins, where version 3 took it
-before):
+before; version 5 also looks candidate stories up by the title's terms, without
+which the title similarity never saw the story of a page whose body is chrome):
 
 - Vector: sublinear-tf · idf over the title (tokens counted ``title_rep`` times),
   the body, and the article's canonical entities folded into ``@entity`` terms
@@ -17,7 +18,8 @@ before):
   feeds the title similarity.
 - Candidates: an inverted index from each story's ``index_terms`` heaviest
   centroid terms (entity terms included) to the story, re-keyed as the centroid
-  changes; an article looks up its own ``top_terms``. Stories
+  changes; an article looks up its own ``top_terms`` and its title's
+  ``title_keys`` heaviest terms (a chrome body's top terms are chrome). Stories
   idle for more than ``window_days`` behind the newest article seen, and beyond
   ``max_stories`` live stories the longest idle ones, are evicted from the index
   and from memory; centroids keep their ``centroid_terms`` heaviest terms. So
@@ -59,15 +61,19 @@ boost, time floor 0.6–1 with σ 3–14 days, merge threshold, window 30–3650
 Version 4 (2026-12-02) added title weight ``w_title`` 0–0.4 × threshold 0.16–0.20
 × re-merge threshold 0/0.20/0.24 (the re-merge's own 12-setting grid of
 2026-12-01 chose 0.24, a 7-day gap, ≤ 2 articles and a 730-day reach); ties go to
-the setting nearest the previous one.
+the setting nearest the previous one. Version 5 (2026-12-02) is a fix, not a
+tuning: the dev sets score the same with 0–12 title keys; 10 covers a headline.
+A time-decay grid on version 4 (floor 0.5–1 × σ 2–14 × threshold 0.15–0.19) moved
+the dev mean by one or two decisions only, so those settings stay.
 
-Figures, version 3 → version 4 (newsflow; the hindsight-tuned baseline in
-brackets): dev odd ids 0.929 → 0.952 (0.944), Gedikli 0.987 → 0.985 (0.973);
-test even ids 0.942 → 0.962 (0.948); all tight events 0.923 → 0.932 (0.919); all
-Giveme5W1H 0.901 → 0.919 (0.908); UCI (2,000 headlines) 0.700 → 0.703 (0.669);
-WikinewsSum 0.764 → 0.780 (0.755); WikiRef220 0.506 → 0.615 (0.897; broad
-topics: an event clusterer splits them, by design). The target 0.95 on the tight
-events is NOT reached. What limits it: (1) neighbouring events with the same
+Figures, version 3 → 4 → 5 (newsflow; the hindsight-tuned baseline in
+brackets): dev odd ids 0.929 → 0.952 → 0.952 (0.944), Gedikli 0.987 → 0.985 →
+0.985 (0.973); test even ids 0.942 → 0.962 → 0.968 (0.948); all tight events
+0.923 → 0.932 → 0.934 (0.919); all Giveme5W1H 0.901 → 0.919 → 0.925 (0.908);
+UCI (2,000 headlines) 0.700 → 0.703 → 0.703 (0.669); WikinewsSum 0.764 → 0.780
+→ 0.780 (0.755); WikiRef220 0.506 → 0.615 → 0.623 (0.897; broad topics: an
+event clusterer splits them, by design). The target 0.95 on the tight events is
+NOT reached (docs/stories.md has the error budget). What limits it: (1) neighbouring events with the same
 actors that the dev halves never put side by side (Tesla-to-Mars and the Falcon
 Heavy launch, ids 18 and 49; China's oil to North Korea and Kim's offer of talks,
 19 and 34): the whole set scores below both its halves, and the dev-equivalent
@@ -89,7 +95,7 @@ from datetime import datetime
 
 from newsflow.domain.entities import fold
 
-CLUSTERER_VERSION = "4"
+CLUSTERER_VERSION = "5"
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,7 @@ class Settings:
     w_centroid: float = 0.7        # similarity = w · cos(story centroid) + (1 − w) · max cos(recent members)
     w_title: float = 0.3           # ... or, if higher, w_title · cos(title, story's title centroid) (0 = off)
     title_terms: int = 100         # terms kept in a story's title centroid
+    title_keys: int = 10           # the title's heaviest terms also look candidate stories up
     sigma_days: float = 7.0        # time factor = floor + (1 − floor) · exp(−gap² / 2σ²), gap to the story's edges
     time_floor: float = 0.9
     window_days: float = 365.0     # stories idle longer than this (behind the latest article seen) are forgotten
@@ -313,7 +320,7 @@ class OnlineClusterer:
         ents, vec, title = self._observe(a)
         top = _top(vec, s.top_terms)
         candidates: set[str] = set()
-        for t in top:
+        for t in top + _top(title, s.title_keys):
             candidates |= self._index.get(t, set())
         scored: list[tuple[float, str]] = []
         for sid in sorted(candidates):
