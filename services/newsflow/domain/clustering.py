@@ -248,8 +248,7 @@ class OnlineClusterer:
         self.archive[story.story_id] = story
         assert story.last is not None
         heapq.heappush(self._archive_age, (story.last, story.story_id))
-        for t in sorted(story.keys):
-            self._archive_index.setdefault(t, set()).add(story.story_id)
+        _index_under(self._archive_index, story.story_id, story.keys)
 
     def _unarchive(self, sid: str) -> _Story:
         story = self.archive.pop(sid)
@@ -426,8 +425,7 @@ class OnlineClusterer:
         """
         keys = set(_top(story.centroid, self.s.index_terms))
         _unindex(self._index, story.story_id, story.keys - keys)
-        for t in sorted(keys - story.keys):
-            self._index.setdefault(t, set()).add(story.story_id)
+        _index_under(self._index, story.story_id, keys - story.keys)
         story.keys = keys
 
     def _trim(self, story: _Story) -> None:
@@ -467,6 +465,11 @@ def _heaviest(vec: dict[str, float], n: int) -> dict[str, float]:
 def _top(vec: Mapping[str, float], n: int) -> list[str]:
     """The ``n`` heaviest terms, heaviest first (ties by term, so the order is deterministic)."""
     return [t for t, _ in sorted(vec.items(), key=lambda x: (-x[1], x[0]))[:n]]
+
+
+def _index_under(index: dict[str, set[str]], sid: str, keys: Iterable[str]) -> None:
+    for t in sorted(keys):
+        index.setdefault(t, set()).add(sid)
 
 
 def _unindex(index: dict[str, set[str]], sid: str, keys: Iterable[str]) -> None:
