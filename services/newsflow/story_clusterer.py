@@ -30,7 +30,6 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
 
 import asyncpg
 import structlog
@@ -45,6 +44,7 @@ from newsflow.domain.events import (
     ArticleEntitiesExtracted,
     ArticleLanguageDetected,
     ArticleNormalized,
+    MergeReason,
     NewEvent,
     RecordedEvent,
     StoriesMerged,
@@ -266,7 +266,7 @@ class StoryClusterer:
             ), metadata))
         for merged in decision.merged:
             state.merged_into[merged] = decision.story_id
-        by_reason: list[tuple[Literal["bridge", "background"], list[str]]] = [
+        by_reason: list[tuple[MergeReason, list[str]]] = [
             ("bridge", [m for m in decision.merged if m not in decision.background]),
             ("background", list(decision.background)),
         ]

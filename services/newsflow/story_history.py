@@ -147,7 +147,7 @@ def render(story: dict[str, Any]) -> str:
         f"{len(story['sources'])} sources, {story['first_seen']} … {story['last_seen']}",
         f"  sources: {', '.join(story['sources'])}   languages: {', '.join(story['languages']) or '-'}",
     ]
-    if story["merged_from"]:
+    if story["merges"]:
         lines.append("  merged from: " + ", ".join(f"{m['story_id']} ({m['reason']})" for m in story["merges"]))
     lines.append("  entities: " + ", ".join(f"{e['name']} ({e['articles']})" for e in story["entities"]))
     lines.append("  timeline (articles per hour):")

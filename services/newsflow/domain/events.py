@@ -311,6 +311,9 @@ class ArticleAssignedToStory(StoryDecision):
     duplicate_of: uuid.UUID | None = None
 
 
+MergeReason = Literal["bridge", "background"]
+
+
 @registry.register
 class StoriesMerged(StoryDecision):
     """Stories turned out to be one: ``merged_story_ids`` now belong to ``story_id``.
@@ -326,7 +329,7 @@ class StoriesMerged(StoryDecision):
     schema_version: ClassVar[int] = 2
     merged_story_ids: list[uuid.UUID]
     bridging_article_id: uuid.UUID
-    reason: Literal["bridge", "background"] = "bridge"
+    reason: MergeReason = "bridge"
 
 
 registry.register_upcaster(StoriesMerged.event_type, 1, lambda payload: {**payload, "reason": "bridge"})
