@@ -235,11 +235,13 @@ def test_an_old_article_arriving_late_leaves_the_archive_by_its_own_age() -> Non
     assert sorted(c.archive) == ["a0"] and "a2" not in c.stories
 
 
+_MICROBES = "Astronauts on the space station sequenced microbes in orbit without sending samples back to Earth."
+
+
 def test_a_page_whose_body_is_site_chrome_joins_the_story_its_title_names() -> None:
-    body = "Astronauts on the space station sequenced microbes in orbit without sending samples back to Earth."
     stream = [
-        _article(0, "Astronauts identify unknown microbes in space for the first time", body),
-        _article(1, "Astronauts have identified unknown microbes in space", f"{body} NASA called it a first.", 2),
+        _article(0, "Astronauts identify unknown microbes in space for the first time", _MICROBES),
+        _article(1, "Astronauts have identified unknown microbes in space", f"{_MICROBES} NASA called it a first.", 2),
         _article(2, "Port strike ends", "Dock workers ended their strike at the port after a wage deal.", 3),
         _article(3, "Astronauts identify unknown microbes in space for first time",
                  _CHROME, 20),
@@ -252,9 +254,8 @@ def test_a_page_whose_body_is_site_chrome_joins_the_story_its_title_names() -> N
 
 def test_a_chrome_page_finds_its_story_through_its_title_terms() -> None:
     """The chrome's heaviest terms do not lead to the story; the title's do, so its title similarity is computed."""
-    body = "Astronauts on the space station sequenced microbes in orbit without sending samples back to Earth."
     stream = [
-        _article(0, "Astronauts identify unknown microbes in space for the first time", body),
+        _article(0, "Astronauts identify unknown microbes in space for the first time", _MICROBES),
         _article(1, "Port strike ends", "Dock workers ended their strike at the port after a wage deal.", 3),
         _article(2, "Astronauts identify unknown microbes in space for first time", _CHROME, 20),
     ]
