@@ -14,14 +14,14 @@ $(BIN)/newsflow: pyproject.toml
 install: $(BIN)/newsflow
 
 run: install
-	$(BIN)/newsflow run --embedded --publish tests/fixtures/seeds
+	$(BIN)/newsflow run --embedded --publish services/newsflow/samples/seeds
 
 test: install
 	$(BIN)/pytest
 
 # Pipeline benchmark: real broker, pipeline and PostgreSQL; the last line printed is the JSON summary.
 bench: install
-	$(BIN)/python -m newsflow.benchmarks.pipeline_bench $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks.pipeline_bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .newsflow .pytest_cache

@@ -19,11 +19,11 @@ import pytest
 
 from newsflow.adapters import postgres
 from newsflow.adapters.embedded import EmbeddedBroker, EmbeddedPostgres
-from newsflow.daemon import SERVICES, run_services
+from newsflow.app.daemon import SERVICES, run_services
 from newsflow.logs import configure_logging
 from newsflow.settings import Settings
+from newsflow.samples import SEEDS
 
-SEEDS = Path(__file__).parent / "fixtures" / "seeds"
 
 configure_logging("json", "warning")
 

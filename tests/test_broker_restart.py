@@ -18,8 +18,8 @@ import pytest
 from conftest import RECEIVED_SQL, reaches, scalar, wait_until
 from newsflow.adapters import kafka
 from newsflow.adapters.embedded import EmbeddedBroker
-from newsflow.daemon import run_services
-from newsflow.publisher import publish
+from newsflow.app.daemon import run_services
+from newsflow.app.publish import publish
 from newsflow.settings import Settings
 
 

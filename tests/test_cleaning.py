@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from newsflow.domain.cleaner import CleaningFailure, Cleaned, candidate_hash, clean_article
+from newsflow.domain.cleaning.cleaner import CleaningFailure, Cleaned, candidate_hash, clean_article
 from newsflow.domain.contract import RawArticleV1, Rejection, decode_raw_message
-from newsflow.domain.text import line_key, repair
-from newsflow.inspection import inspect_message, raw_message
+from newsflow.domain.cleaning.text import line_key, repair
+from newsflow.app.inspection import inspect_message, raw_message
+from newsflow.samples import SEEDS
 
-SEEDS = Path(__file__).parent / "fixtures" / "seeds"
 MANIFEST = json.loads((SEEDS / "manifest.json").read_text())["files"]
 
 # Every chrome line of every seed, with the reason it must be removed for.

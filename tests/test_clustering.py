@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from newsflow.domain import clustering, entities
-from newsflow.domain.cleaner import Cleaned, clean_article
+from newsflow.domain.cleaning.cleaner import Cleaned, clean_article
 from newsflow.domain.contract import RawArticleV1
 from newsflow.evaluation.stories import bcubed, pairwise
+from newsflow.samples import SEEDS
 
-SEEDS = Path(__file__).parent / "fixtures" / "seeds"
 T0 = datetime(2022, 9, 15, tzinfo=UTC)
 
 

@@ -14,7 +14,7 @@ import asyncpg
 
 from conftest import CONSUMED_SQL, reaches, scalar, wait_until
 from newsflow.adapters import kafka
-from newsflow.publisher import publish
+from newsflow.app.publish import publish
 from newsflow.settings import Settings
 
 TOTAL = 1500

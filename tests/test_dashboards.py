@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 
 from conftest import SEEDS, reaches, role_url, running_daemon, wait_until
-from newsflow.publisher import publish
+from newsflow.app.publish import publish
 from newsflow.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

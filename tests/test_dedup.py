@@ -9,9 +9,9 @@ import asyncpg
 
 from conftest import SEEDS, reaches, running_daemon, scalar, wait_until
 from newsflow.domain import dedup
-from newsflow.pipeline import NEAR_REUSE_MIN_JACCARD
-from newsflow.publisher import publish
-from newsflow.reprocess import reprocess
+from newsflow.ingest.worker import NEAR_REUSE_MIN_JACCARD
+from newsflow.app.publish import publish
+from newsflow.app.reprocess import reprocess
 from newsflow.settings import Settings
 
 MANIFEST = json.loads((SEEDS / "manifest.json").read_text())["files"]

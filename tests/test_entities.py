@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from newsflow import entity_extraction
+from newsflow.ingest import entity_plan
 from newsflow.domain.entities import CHUNK_CHARS, chunk_spans, extract
-from newsflow.stage_runner import StageRunner
+from newsflow.ingest.stage_runner import StageRunner
 from test_cleaning import SEEDS, cleaned, seed_message
 
 
@@ -73,7 +73,7 @@ async def test_pieces_on_several_stage_workers_give_the_same_entities_as_one_pas
     text = long_text()
     runner = StageRunner(workers=2, timeout_s=60, memory_mb=0)
     try:
-        parallel = await entity_extraction.extract(runner, text, "en")
+        parallel = await entity_plan.extract(runner, text, "en")
     finally:
         runner.close()
     assert parallel == extract(text, "en")

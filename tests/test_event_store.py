@@ -9,10 +9,10 @@ import asyncpg
 import pytest
 
 from conftest import role_url
-from newsflow import projections
+from newsflow.readside import projections
 from newsflow.adapters import postgres
 from newsflow.domain.events import ArticleRejected, EventPayload, EventRegistry, NewEvent, registry
-from newsflow.log_reader import LogReader
+from newsflow.readside.log_reader import LogReader
 
 
 def _event(stream: str, n: int = 0, expected: int | None = None) -> NewEvent:

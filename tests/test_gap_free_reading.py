@@ -15,7 +15,7 @@ import asyncpg
 
 from newsflow.adapters import postgres
 from newsflow.domain.events import NewEvent, RecordedEvent
-from newsflow.log_reader import LogReader
+from newsflow.readside.log_reader import LogReader
 
 RAW_INSERT = (
     "INSERT INTO newsflow.events (event_id, stream_id, stream_version, type, schema_version, payload)"

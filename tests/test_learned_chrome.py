@@ -16,8 +16,8 @@ import asyncpg
 
 from conftest import reaches, running_daemon, wait_until
 from newsflow.adapters import chrome_store
-from newsflow.domain.learned_chrome import MIN_ARTICLES
-from newsflow.publisher import publish
+from newsflow.domain.cleaning.learned_chrome import MIN_ARTICLES
+from newsflow.app.publish import publish
 from newsflow.settings import Settings
 
 FOOTER_A = ["Footer Times is an independent newsroom founded in 1998", "Our reporters work in twelve cities"]

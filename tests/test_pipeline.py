@@ -10,11 +10,11 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer
 
 from conftest import CONSUMED_SQL, RECEIVED_SQL, SEEDS, reaches, role_url, running_daemon, scalar, wait_until
-from newsflow import status
+from newsflow.app import status
 from newsflow.adapters import kafka
-from newsflow.domain.processing import SourceRecord
-from newsflow.pipeline import PipelineWorker, sought_before
-from newsflow.publisher import publish
+from newsflow.domain.stages import SourceRecord
+from newsflow.ingest.worker import PipelineWorker, sought_before
+from newsflow.app.publish import publish
 from newsflow.settings import Settings
 
 

@@ -7,10 +7,10 @@ import datetime as dt
 import asyncpg
 
 from conftest import SEEDS, reaches, running_daemon, scalar, wait_until
-from newsflow.publisher import publish
-from newsflow.reprocess import reprocess
+from newsflow.app.publish import publish
+from newsflow.app.reprocess import reprocess
 from newsflow.settings import Settings
-from newsflow.stage_runner import StageRunner
+from newsflow.ingest.stage_runner import StageRunner
 
 COUNT = "SELECT count(*) FROM newsflow.events WHERE type = $1"
 

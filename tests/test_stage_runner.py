@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from newsflow.stage_runner import StageCrashed, StageRunner, StageTimeout
+from newsflow.ingest.stage_runner import StageCrashed, StageRunner, StageTimeout
 
 
 def sleep_then_pid(seconds: float) -> int:

@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 
 from conftest import SEEDS, reaches, role_url, running_daemon, scalar, wait_until
-from newsflow import projections, story_history, story_clusterer
+from newsflow.readside import projections, story_clusterer, story_history
 from newsflow.adapters import postgres
 from newsflow.adapters.embedded import EmbeddedPostgres
 from newsflow.domain.events import (
@@ -27,9 +27,9 @@ from newsflow.domain.events import (
     StoryStarted,
 )
 from newsflow.domain.identity import article_id_for, article_stream
-from newsflow.log_reader import LogReader
-from newsflow.publisher import publish
-from newsflow.rebuild import rebuild
+from newsflow.readside.log_reader import LogReader
+from newsflow.app.publish import publish
+from newsflow.readside.rebuild import rebuild
 from newsflow.settings import Settings
 
 ASSIGNED_SQL = "SELECT count(*) FROM newsflow.events WHERE type = 'ArticleAssignedToStory'"

@@ -15,8 +15,8 @@ import asyncpg
 
 from conftest import scalar, wait_until
 from newsflow.adapters import kafka
-from newsflow.daemon import run_services
-from newsflow.publisher import publish
+from newsflow.app.daemon import run_services
+from newsflow.app.publish import publish
 from newsflow.settings import Settings
 
 PARAGRAPH = "Harbour cranes stood still as dock workers and terminal operators negotiated through the night. "

@@ -1,3 +1,3 @@
-from newsflow.cli import main
+from newsflow.app.cli import main
 
 main()

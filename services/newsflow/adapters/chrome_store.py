@@ -8,7 +8,7 @@ import asyncpg
 
 from newsflow.adapters.postgres import lock_appends
 from newsflow.domain.events import ArticleCleaned
-from newsflow.domain.learned_chrome import MIN_ARTICLES, LearnedChrome
+from newsflow.domain.cleaning.learned_chrome import MIN_ARTICLES, LearnedChrome
 
 _UPSERT = """
 INSERT INTO newsflow.source_chrome_lines AS c (source, line_hash, articles, learned_seq)

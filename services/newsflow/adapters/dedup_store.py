@@ -14,7 +14,7 @@ import asyncpg
 
 import structlog
 
-from newsflow.domain import dedup, processing
+from newsflow.domain import dedup, stages
 from newsflow.domain.events import ArticleDuplicateDetected, ArticleEntitiesExtracted, NewEvent
 from newsflow.domain.identity import ARTICLE_STREAM_PREFIX
 
@@ -164,4 +164,4 @@ async def judge(
     )
     log.info("article.duplicate", article_id=str(article_id), kind=found.kind,
              canonical=str(found.canonical_id), similarity=event.similarity)
-    return NewEvent.of(stream_id, event, processing.caused_by(keyed_event_id))
+    return NewEvent.of(stream_id, event, stages.caused_by(keyed_event_id))

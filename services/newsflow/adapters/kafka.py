@@ -9,7 +9,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError, TopicAlreadyExistsError
 
-from newsflow.domain.processing import Rejected
+from newsflow.domain.stages import Rejected
 
 MAX_HEADER_VALUE = 4096
 # Dead letters may be as large as anything the raw topic let through (the contract's own limit is 8 MiB).

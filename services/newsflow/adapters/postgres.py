@@ -60,7 +60,7 @@ async def migrate(conn: asyncpg.Connection, dashboard_password: str | None = Non
         )
         done = {r["name"] for r in await conn.fetch("SELECT name FROM public.newsflow_migrations")}
         files = sorted(
-            (f for f in resources.files("newsflow.migrations").iterdir() if f.name.endswith(".sql")),
+            (f for f in resources.files("newsflow.adapters.migrations").iterdir() if f.name.endswith(".sql")),
             key=lambda f: f.name,
         )
         for f in files:

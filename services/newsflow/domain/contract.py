@@ -58,7 +58,7 @@ RejectionReason = Literal[
     "missing_field",
     "invalid_field",
     "empty_body",
-    # Raised by the cleaning stage (newsflow.domain.cleaner) and its runner:
+    # Raised by the cleaning stage (newsflow.domain.cleaning.cleaner) and its runner:
     "binary_content",
     "html_too_deep",
     "empty_after_cleaning",

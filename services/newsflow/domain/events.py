@@ -180,7 +180,7 @@ class ArticleCleaned(ArticleText):
 
     ``removed`` lists what was cut and why (capped, see ``removed_counts`` for the
     totals); ``chrome_candidates`` are the hashes of the article's short lines,
-    from which per-source chrome is learned (newsflow.domain.learned_chrome).
+    from which per-source chrome is learned (newsflow.domain.cleaning.learned_chrome).
     """
 
     event_type: ClassVar[str] = "ArticleCleaned"

@@ -27,7 +27,7 @@ from urllib.parse import quote, urlsplit
 import trafilatura
 from trafilatura.utils import decode_file
 
-from newsflow.domain.cleaner import CleaningFailure, clean_article
+from newsflow.domain.cleaning.cleaner import CleaningFailure, clean_article
 from newsflow.domain.contract import RawArticleV1
 
 _TOKEN = re.compile(r"\w+")

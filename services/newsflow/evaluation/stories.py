@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from newsflow.domain import clustering, entities
-from newsflow.domain.cleaner import Cleaned, clean_article
+from newsflow.domain.cleaning.cleaner import Cleaned, clean_article
 from newsflow.domain.contract import RawArticleV1
 
 TIGHT_EVENTS = range(2, 64)

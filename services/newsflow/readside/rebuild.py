@@ -16,7 +16,7 @@ import asyncpg
 import structlog
 from tqdm import tqdm
 
-from newsflow import projections
+from newsflow.readside import projections
 from newsflow.adapters import postgres
 from newsflow.domain.events import registry
 

@@ -10,10 +10,10 @@ from collections.abc import Sequence
 
 import structlog
 
-from newsflow import projections, story_clusterer
+from newsflow.readside import projections, story_clusterer
 from newsflow.adapters import postgres
-from newsflow.log_reader import LogReader
-from newsflow.pipeline import PipelineWorker
+from newsflow.readside.log_reader import LogReader
+from newsflow.ingest.worker import PipelineWorker
 from newsflow.settings import Settings
 
 log = structlog.get_logger(__name__)

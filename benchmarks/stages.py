@@ -1,6 +1,6 @@
 """Throughput of each stage alone, in one process, on the seed articles (scraped text).
 
-    python -m newsflow.benchmarks.stages [--seconds 4]
+    python -m benchmarks.stages [--seconds 4]
 
 The seeds ship with the repository, so this runs anywhere. Prints one JSON line:
 articles per second for clean, language, dedup keys and entities, and which is
@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from newsflow.domain import dedup, entities, language
-from newsflow.domain.cleaner import Cleaned, clean_article
+from newsflow.domain.cleaning.cleaner import Cleaned, clean_article
 from newsflow.domain.contract import RawArticleV1
+from newsflow.samples import SEEDS
 
-SEEDS = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "seeds"
 
 
 def measure(fn: Callable[[Any], object], items: Sequence[Any], seconds: float, warm: int | None = None) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """How the near-duplicate lookup cost grows with the number of stored articles.
 
-    python -m newsflow.benchmarks.dedup_lookup [--small 2000] [--large 200000] [--lookups 200]
+    python -m benchmarks.dedup_lookup [--small 2000] [--large 200000] [--lookups 200]
 
 Starts a private PostgreSQL, stores random ~600-word texts' dedup keys (COPY, as
 the pipeline would have registered them), then times ``dedup_store.find_duplicate``

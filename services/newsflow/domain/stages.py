@@ -8,7 +8,8 @@ import uuid
 from collections.abc import Collection
 from dataclasses import dataclass, replace
 
-from newsflow.domain import cleaner, dedup, entities, language
+from newsflow.domain import dedup, entities, language
+from newsflow.domain.cleaning import cleaner
 from newsflow.domain.contract import CONTRACT_VERSION, RawArticleV1, Rejection, decode_raw_message
 from newsflow.domain.events import (
     ArticleCleaned,

@@ -4,7 +4,7 @@ Pure and deterministic: the same message and the same learned chrome give the
 same result. Every line that does not reach the body is reported with its
 reason, so what the cleaner did can be audited from the event alone.
 
-How context is used on top of the line rules (newsflow.domain.chrome_rules):
+How context is used on top of the line rules (newsflow.domain.cleaning.chrome_rules):
 
 - the title is the message's title, else trafilatura's, else the first head
   line that repeats, else the first line; " | Section | Site" suffixes are
@@ -14,7 +14,7 @@ How context is used on top of the line rules (newsflow.domain.chrome_rules):
 - the trailing block starts at the first end marker (comments, share, tags,
   related, navigation, ...) after which no paragraph of body length follows;
   unclassified lines in it are teaser headlines of other stories;
-- lines learned as chrome for the source (newsflow.domain.learned_chrome) go.
+- lines learned as chrome for the source (newsflow.domain.cleaning.learned_chrome) go.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date
 
-from newsflow.domain import chrome_rules as rules
-from newsflow.domain import html_extraction
+from newsflow.domain.cleaning import chrome_rules as rules
+from newsflow.domain.cleaning import html_extraction
 from newsflow.domain.contract import RawArticleV1
-from newsflow.domain.text import collapse_spaces, line_key, normalize_line, repair, words
+from newsflow.domain.cleaning.text import collapse_spaces, line_key, normalize_line, repair, words
 
 STAGE_NAME = "clean"
 CLEANER_VERSION = "1"

@@ -41,7 +41,7 @@ def _limit_memory(memory_mb: int) -> None:
 
 def _warm_up() -> None:
     """Import the stage code and load the entity model once per worker, so the first message does not pay."""
-    from newsflow.domain import entities, processing  # noqa: F401  (processing: cleaning, trafilatura, ...)
+    from newsflow.domain import entities, stages  # noqa: F401  (stages: cleaning, trafilatura, ...)
 
     entities.warm_up()
 

@@ -17,7 +17,7 @@ import structlog
 from newsflow.logs import configure_logging
 from newsflow.settings import Settings, load_settings
 
-log = structlog.get_logger("newsflow.cli")
+log = structlog.get_logger("newsflow.app.cli")
 
 
 def _aware_time(text: str) -> datetime:
@@ -100,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _cmd_run(settings: Settings, args: argparse.Namespace) -> None:
-    from newsflow.daemon import SERVICES, install_stop_signals, run_services
+    from newsflow.app.daemon import SERVICES, install_stop_signals, run_services
 
     stop = asyncio.Event()
     install_stop_signals(stop)
@@ -145,7 +145,7 @@ async def _run_with_publish(
     paths: list[Path] = args.publish
     if paths:
         from newsflow.adapters import kafka
-        from newsflow.publisher import publish
+        from newsflow.app.publish import publish
 
         await kafka.ensure_topics(settings.kafka_bootstrap, [(settings.raw_topic, settings.raw_partitions)])
         n = await publish(settings.kafka_bootstrap, settings.raw_topic, paths)
@@ -155,7 +155,7 @@ async def _run_with_publish(
 
 async def _cmd_publish(settings: Settings, args: argparse.Namespace) -> None:
     from newsflow.adapters import kafka
-    from newsflow.publisher import publish
+    from newsflow.app.publish import publish
 
     topic = args.topic or settings.raw_topic
     await kafka.ensure_topics(settings.kafka_bootstrap, [(topic, settings.raw_partitions)])
@@ -193,7 +193,7 @@ async def _cmd_stories(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def _cmd_story_show(settings: Settings, args: argparse.Namespace) -> None:
-    from newsflow import story_history
+    from newsflow.readside import story_history
     from newsflow.adapters import postgres
 
     conn = await postgres.connect(settings.database_url)
@@ -209,7 +209,7 @@ async def _cmd_story_show(settings: Settings, args: argparse.Namespace) -> None:
 
 async def _cmd_projections(settings: Settings, args: argparse.Namespace) -> None:
     from newsflow.adapters import postgres
-    from newsflow.rebuild import rebuild
+    from newsflow.readside.rebuild import rebuild
 
     pool = await postgres.create_pool(settings.database_url, 2)
     try:
@@ -221,7 +221,7 @@ async def _cmd_projections(settings: Settings, args: argparse.Namespace) -> None
 
 
 async def _cmd_status(settings: Settings, args: argparse.Namespace) -> None:
-    from newsflow import status
+    from newsflow.app import status
     from newsflow.adapters import postgres
 
     conn = await postgres.connect(settings.database_url)
@@ -240,7 +240,7 @@ async def _cmd_migrate(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def _cmd_inspect(settings: Settings, args: argparse.Namespace) -> None:
-    from newsflow.inspection import inspect_message, raw_message, render
+    from newsflow.app.inspection import inspect_message, raw_message, render
 
     report = inspect_message(raw_message(args.path, args.source, args.url))
     print(json.dumps(report, ensure_ascii=False, indent=2) if args.json else render(report))
@@ -268,8 +268,8 @@ async def _cmd_eval(settings: Settings, args: argparse.Namespace) -> None:
 
 async def _cmd_reprocess(settings: Settings, args: argparse.Namespace) -> None:
     from newsflow.adapters import postgres
-    from newsflow.reprocess import reprocess
-    from newsflow.stage_runner import StageRunner
+    from newsflow.app.reprocess import reprocess
+    from newsflow.ingest.stage_runner import StageRunner
 
     pool = await postgres.create_pool(settings.database_url, settings.db_pool_size)
     runner = StageRunner(settings.stage_workers, settings.stage_timeout_s, settings.stage_memory_mb)

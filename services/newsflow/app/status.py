@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from newsflow import story_clusterer
+from newsflow.readside import story_clusterer
 from newsflow.adapters import postgres
 from newsflow.settings import Settings
 

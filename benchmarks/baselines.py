@@ -30,7 +30,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from newsflow.adapters import postgres
-from newsflow.benchmarks.stages import measure
+from benchmarks.stages import measure
 from newsflow.domain.events import NewEvent
 
 PIPELINE_STREAM_SQL = "(stream_id LIKE 'article-%' OR stream_id LIKE 'rejection-%')"
@@ -138,7 +138,7 @@ def stages_alone(raw_messages: Sequence[bytes], cleaned: Sequence[tuple[str, str
     pipeline produced for the articles on which it ran the entity model.
     """
     from newsflow.domain import dedup, entities, language
-    from newsflow.domain.cleaner import clean_article
+    from newsflow.domain.cleaning.cleaner import clean_article
     from newsflow.domain.contract import RawArticleV1, decode_raw_message
 
     msgs = [m for m in (decode_raw_message(v) for v in raw_messages) if isinstance(m, RawArticleV1)]
@@ -263,7 +263,7 @@ def main() -> None:
     import argparse
     import sys
 
-    from newsflow.benchmarks.stream import load_corpus
+    from benchmarks.stream import load_corpus
 
     p = argparse.ArgumentParser(description="clustering cost growth alone")
     p.add_argument("--small", type=int, default=1000)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from newsflow.domain import entities
-from newsflow.stage_runner import StageRunner
+from newsflow.ingest.stage_runner import StageRunner
 
 
 async def extract(runner: StageRunner, text: str, language: str) -> entities.Entities:

@@ -3,7 +3,7 @@
 trafilatura is the best-scoring maintained Python extractor on both public
 benchmarks (see docs/cleaning.md). Settings: precision-leaning, comments and
 formatting left out, tables kept. Its cost is super-linear on some page
-shapes, so callers bound it with a timeout (see newsflow.stage_runner); what
+shapes, so callers bound it with a timeout (see newsflow.ingest.stage_runner); what
 can be refused cheaply up front (absurd nesting) is refused here with its own
 reason.
 """

@@ -19,12 +19,13 @@ import asyncpg
 import structlog
 from tqdm import tqdm
 
-from newsflow import entity_extraction
+from newsflow.ingest import entity_plan
 from newsflow.adapters import chrome_store, dedup_store, postgres
-from newsflow.domain import cleaner, dedup, entities, learned_chrome, processing
+from newsflow.domain import dedup, entities, stages
+from newsflow.domain.cleaning import cleaner, learned_chrome
 from newsflow.domain.contract import RawArticleV1
 from newsflow.domain.events import ArticleCleaned, ArticleLanguageDetected, ArticleReceived, NewEvent
-from newsflow.stage_runner import StageCrashed, StageRunner, StageTimeout
+from newsflow.ingest.stage_runner import StageCrashed, StageRunner, StageTimeout
 
 log = structlog.get_logger(__name__)
 
@@ -57,7 +58,7 @@ async def _languages(conn: asyncpg.Connection, streams: Sequence[str]) -> dict[s
 
 
 def _metadata(row: asyncpg.Record, stage: str, requested_at: str) -> dict[str, Any]:
-    return {**processing.caused_by(row["event_id"]), "reprocess": {"stage": stage, "requested_at": requested_at}}
+    return {**stages.caused_by(row["event_id"]), "reprocess": {"stage": stage, "requested_at": requested_at}}
 
 
 async def _events_for(
@@ -72,12 +73,12 @@ async def _events_for(
             if isinstance(result, cleaner.CleaningFailure):
                 log.warning("reprocess.skipped", stream=row["stream_id"], reason=result.reason, detail=result.detail)
                 continue
-            payload = processing.cleaned_payload(row["payload"]["article_id"], msg, result)
+            payload = stages.cleaned_payload(row["payload"]["article_id"], msg, result)
             events.append(NewEvent.of(row["stream_id"], payload, _metadata(row, stage, requested_at)))
     elif stage == "language":
         for row in rows:
             p = row["payload"]
-            payload = processing.language_payload(p["article_id"], p["title"], p["text"], p["language_hint"])
+            payload = stages.language_payload(p["article_id"], p["title"], p["text"], p["language_hint"])
             events.append(NewEvent.of(row["stream_id"], payload, _metadata(row, stage, requested_at)))
     else:
         codes = await _languages(conn, [r["stream_id"] for r in rows])
@@ -89,10 +90,10 @@ async def _events_for(
             if code in entities.SUPPORTED_LANGUAGES:
                 assert runner is not None
                 try:
-                    found = await entity_extraction.extract(runner, row["payload"]["text"], code)
+                    found = await entity_plan.extract(runner, row["payload"]["text"], code)
                 except (StageTimeout, StageCrashed) as exc:
                     found, failure = None, str(exc)
-            payload = processing.entities_payload(row["payload"]["article_id"], code, found, failure=failure)
+            payload = stages.entities_payload(row["payload"]["article_id"], code, found, failure=failure)
             return NewEvent.of(row["stream_id"], payload, _metadata(row, stage, requested_at))
 
         events = list(await asyncio.gather(*(one(r) for r in rows)))
@@ -158,7 +159,7 @@ async def _reprocess_dedup(pool: asyncpg.Pool, since: dt.datetime | None, reques
         for row in rows:
             article_id = uuid.UUID(row["payload"]["article_id"])
             key = dedup.dedup_key(row["payload"]["text"])
-            keyed = NewEvent.of(row["stream_id"], processing.dedup_payload(article_id, key),
+            keyed = NewEvent.of(row["stream_id"], stages.dedup_payload(article_id, key),
                                 _metadata(row, "dedup", requested_at))
             events.append(keyed)
             duplicate = await dedup_store.judge(

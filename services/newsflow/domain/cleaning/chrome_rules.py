@@ -14,7 +14,7 @@ from datetime import date
 
 from dateutil import parser as date_parser
 
-from newsflow.domain.text import words
+from newsflow.domain.cleaning.text import words
 
 # Reasons a line is removed. They are stored in events: append new ones, never rename.
 COMMENT_PROMPT = "comment_prompt"

@@ -11,9 +11,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from newsflow.domain import cleaner, dedup, entities, language
+from newsflow.domain import dedup, entities, language
+from newsflow.domain.cleaning import cleaner
 from newsflow.domain.contract import Rejection, decode_raw_message
-from newsflow.publisher import manifest_for, message_for_file
+from newsflow.app.publish import manifest_for, message_for_file
 
 
 def raw_message(path: Path, source: str | None = None, url: str | None = None) -> bytes:

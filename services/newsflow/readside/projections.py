@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from newsflow import entity_registry
+from newsflow.readside import entity_registry
 from newsflow.domain.events import (
     ArticleAssignedToStory,
     ArticleCleaned,

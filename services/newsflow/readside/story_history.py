@@ -16,12 +16,12 @@ from typing import Any
 
 import asyncpg
 
-from newsflow import projections
+from newsflow.readside import projections
 from newsflow.adapters import postgres
 from newsflow.domain.clustering import follow_merges
 from newsflow.domain.events import ArticleAssignedToStory, StoriesMerged, StoryStarted, registry
 from newsflow.domain.identity import article_stream
-from newsflow.story_clusterer import story_stream
+from newsflow.readside.story_clusterer import story_stream
 
 _DECISIONS = [StoryStarted.event_type, ArticleAssignedToStory.event_type, StoriesMerged.event_type]
 

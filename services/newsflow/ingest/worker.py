@@ -33,9 +33,10 @@ import asyncpg
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
-from newsflow import entity_extraction
+from newsflow.ingest import entity_plan
 from newsflow.adapters import chrome_store, dedup_store, kafka, postgres
-from newsflow.domain import entities, learned_chrome, processing
+from newsflow.domain import entities, stages
+from newsflow.domain.cleaning import learned_chrome
 from newsflow.domain.contract import RawArticleV1, Rejection
 from newsflow.domain.events import (
     ArticleCleaned,
@@ -47,9 +48,9 @@ from newsflow.domain.events import (
     NewEvent,
 )
 from newsflow.domain.offsets import decide_resume
-from newsflow.domain.processing import Accepted, Outcome, Rejected, SourceRecord, clean_record, decode_record, reject
+from newsflow.domain.stages import Accepted, Outcome, Rejected, SourceRecord, clean_record, decode_record, reject
 from newsflow.settings import Settings
-from newsflow.stage_runner import StageCrashed, StageRunner, StageTimeout
+from newsflow.ingest.stage_runner import StageCrashed, StageRunner, StageTimeout
 
 log = structlog.get_logger(__name__)
 
@@ -497,14 +498,14 @@ class PipelineWorker:
         text = o.event(ArticleCleaned.event_type).payload["text"]
         code = o.event(ArticleLanguageDetected.event_type).payload["code"]
         if code not in entities.SUPPORTED_LANGUAGES:
-            return processing.entities_event(o, entities.Entities(False, []))
+            return stages.entities_event(o, entities.Entities(False, []))
         try:
-            return processing.entities_event(o, await entity_extraction.extract(self.runner, text, code))
+            return stages.entities_event(o, await entity_plan.extract(self.runner, text, code))
         except (StageTimeout, StageCrashed) as exc:
-            return processing.entities_event(o, None, failure=str(exc))
+            return stages.entities_event(o, None, failure=str(exc))
         except Exception as exc:  # keep the article; say why it has no entities
             log.exception("stage.failed", stage=entities.STAGE_NAME, article_id=str(o.article_id))
-            return processing.entities_event(o, None, failure=f"{type(exc).__name__}: {exc}")
+            return stages.entities_event(o, None, failure=f"{type(exc).__name__}: {exc}")
 
     async def _events_for(
         self, conn: asyncpg.Connection, outcomes: Sequence[Outcome]
@@ -564,7 +565,7 @@ async def _done(o: Outcome) -> Outcome:
 
 def _with_entities(o: Accepted, reused_from: uuid.UUID, payload: dict[str, Any]) -> Outcome:
     """``o`` with the entity results of another article (an exact or close copy of it)."""
-    event = processing.entities_event(
+    event = stages.entities_event(
         o, entities.Entities(payload["supported"], payload["entities"]),
         reused_from=reused_from, failure=payload.get("failure"),
     )

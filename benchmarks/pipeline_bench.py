@@ -1,12 +1,12 @@
 """End-to-end benchmark: real broker, real pipeline processes, real PostgreSQL (`make bench`).
 
-    python -m newsflow.benchmarks.pipeline_bench [--articles 1300] [--latency-seconds 45]
+    python -m benchmarks.pipeline_bench [--articles 1300] [--latency-seconds 45]
         [--scaling] [--skip-latency] [--cluster-large 20000] [--seed 1] [--out-dir .newsflow/bench]
 
 Starts a private PostgreSQL and a tansu broker under a temporary directory, runs
 ``newsflow run pipeline``, ``newsflow run clusterer`` and ``newsflow run projector``
 as separate OS processes against them, pushes a stream built from real article
-text (``newsflow.benchmarks.stream``) through, and measures:
+text (``benchmarks.stream``) through, and measures:
 
 1. throughput: all messages produced as fast as the producer goes (one record per
    request, see README "Known limits of the embedded broker"); from the first
@@ -53,8 +53,8 @@ from typing import Any
 
 import asyncpg
 
-from newsflow.benchmarks import baselines
-from newsflow.benchmarks.stream import BenchMessage, Stream, build_stream
+from benchmarks import baselines
+from benchmarks.stream import BenchMessage, Stream, build_stream
 
 NEWSFLOW = Path(sys.executable).parent / "newsflow"
 PAGE_KB = 1024
@@ -996,7 +996,7 @@ def _mem_gb() -> float | None:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m newsflow.benchmarks.pipeline_bench",
+    p = argparse.ArgumentParser(prog="python -m benchmarks.pipeline_bench",
                                 description=__doc__.split("\n")[0])
     p.add_argument("--articles", type=int, default=1300, help="messages in the stream (default 1300)")
     p.add_argument("--seed", type=int, default=1, help="stream seed (same seed, same stream)")

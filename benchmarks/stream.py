@@ -38,9 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-from newsflow.benchmarks.stages import SEEDS
+from newsflow.samples import SEEDS
 
-REPO = SEEDS.parents[2]
+REPO = Path(__file__).resolve().parents[1]
 SHARED_CLUSTERS = REPO.parent / "shared" / "data" / "story-clusters"
 
 MIN_WORDS = 60  # shorter "articles" (crawler stubs, video pages) are left out of the corpus

@@ -2,7 +2,7 @@
 
 A site's footer, tagline or newsletter pitch changes rarely and no rule list
 can know every one. Each cleaned article reports the hashes of its short lines
-(``chrome_candidates``, see newsflow.domain.cleaner); a hash seen in
+(``chrome_candidates``, see newsflow.domain.cleaning.cleaner); a hash seen in
 ``MIN_ARTICLES`` distinct articles of the same source is chrome for that
 source from then on. Counts only grow, so a new footer is learned after
 ``MIN_ARTICLES`` articles carry it while the old one stays known.

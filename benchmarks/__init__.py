@@ -1,0 +1,1 @@
+"""Benchmarks that measure one part of newsflow in isolation (``python -m benchmarks.NAME``)."""

@@ -1,1 +1,0 @@
-"""Benchmarks that measure one part of newsflow in isolation (``python -m newsflow.benchmarks.NAME``)."""
