@@ -29,8 +29,8 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from newsflow.adapters import postgres
 from benchmarks.stages import measure
+from newsflow.adapters import postgres
 from newsflow.domain.events import NewEvent
 
 PIPELINE_STREAM_SQL = "(stream_id LIKE 'article-%' OR stream_id LIKE 'rejection-%')"
@@ -38,11 +38,18 @@ PIPELINE_STREAM_SQL = "(stream_id LIKE 'article-%' OR stream_id LIKE 'rejection-
 
 # --- Kafka -------------------------------------------------------------------------------------------
 
-async def kafka_consume(bootstrap: str, topic: str, expect: int | None = None, timeout_s: float = 120.0) -> dict[str, Any]:
+
+async def kafka_consume(
+    bootstrap: str, topic: str, expect: int | None = None, timeout_s: float = 120.0
+) -> dict[str, Any]:
     """Read every record of ``topic`` once with a bare consumer; records/s and MB/s."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
-        max_partition_fetch_bytes=16 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=16 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
     )
     await consumer.start()
     try:
@@ -80,6 +87,7 @@ async def kafka_consume(bootstrap: str, topic: str, expect: int | None = None, t
 
 # --- PostgreSQL ----------------------------------------------------------------------------------------
 
+
 async def pipeline_events(conn: asyncpg.Connection, after_position: int) -> list[NewEvent]:
     """The events the pipeline appended after ``after_position`` (not the clusterer's story events)."""
     rows = await conn.fetch(
@@ -87,8 +95,17 @@ async def pipeline_events(conn: asyncpg.Connection, after_position: int) -> list
         f" WHERE position > $1 AND {PIPELINE_STREAM_SQL} ORDER BY position",
         after_position,
     )
-    return [NewEvent(stream_id=r["stream_id"], type=r["type"], schema_version=r["schema_version"],
-                     payload=r["payload"], metadata=r["metadata"], event_id=r["event_id"]) for r in rows]
+    return [
+        NewEvent(
+            stream_id=r["stream_id"],
+            type=r["type"],
+            schema_version=r["schema_version"],
+            payload=r["payload"],
+            metadata=r["metadata"],
+            event_id=r["event_id"],
+        )
+        for r in rows
+    ]
 
 
 def batch_sizes_like(total: int, sizes: Sequence[int], fallback: int = 3000) -> list[int]:
@@ -110,7 +127,7 @@ async def pg_append(url: str, events: Sequence[NewEvent], sizes: Sequence[int]) 
         start = time.perf_counter()
         for n in plan:
             async with conn.transaction():
-                await postgres.append(conn, events[i:i + n])
+                await postgres.append(conn, events[i : i + n])
             i += n
         elapsed = time.perf_counter() - start
         stored = await conn.fetchval("SELECT count(*) FROM newsflow.events")
@@ -130,8 +147,10 @@ async def pg_append(url: str, events: Sequence[NewEvent], sizes: Sequence[int]) 
 
 # --- Stages alone ------------------------------------------------------------------------------------------
 
-def stages_alone(raw_messages: Sequence[bytes], cleaned: Sequence[tuple[str, str]], entity_seconds: float,
-                 other_seconds: float) -> dict[str, Any]:
+
+def stages_alone(
+    raw_messages: Sequence[bytes], cleaned: Sequence[tuple[str, str]], entity_seconds: float, other_seconds: float
+) -> dict[str, Any]:
     """Each stage alone in this process: clean/language/dedup briefly, entities (spaCy) longest.
 
     ``raw_messages`` are stream messages (bytes); ``cleaned`` the (text, language) pairs the
@@ -172,8 +191,14 @@ def _tag(g: int) -> str:
     return "q" + s
 
 
-def _cluster_inputs(texts: Sequence[tuple[str | None, str, tuple[str, ...]]], start: int, count: int,
-                    start_time: dt.datetime, per_day: float, tag: str | None = None) -> list[Any]:
+def _cluster_inputs(
+    texts: Sequence[tuple[str | None, str, tuple[str, ...]]],
+    start: int,
+    count: int,
+    start_time: dt.datetime,
+    per_day: float,
+    tag: str | None = None,
+) -> list[Any]:
     """Articles ``start``..``start+count`` of an endless recycled stream.
 
     Generation ``g = i // len(texts)`` reuses text ``i % len(texts)`` with its capitalised
@@ -192,8 +217,10 @@ def _cluster_inputs(texts: Sequence[tuple[str | None, str, tuple[str, ...]]], st
         g = i // n
         t = tag if tag is not None else (_tag(g) if g else "")
         if t:
+
             def sub(m: re.Match[str], t: str = t) -> str:
                 return m.group(1) + t
+
             title = _CAP.sub(sub, title) if title else title
             text = _CAP.sub(sub, text)
             ents = tuple(e + t for e in ents)
@@ -202,9 +229,13 @@ def _cluster_inputs(texts: Sequence[tuple[str | None, str, tuple[str, ...]]], st
     return out
 
 
-def clustering_cost_growth(texts: Sequence[tuple[str | None, str, tuple[str, ...]]], sizes: Sequence[int],
-                           probe: int = 300, per_day: float = 150.0,
-                           progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+def clustering_cost_growth(
+    texts: Sequence[tuple[str | None, str, tuple[str, ...]]],
+    sizes: Sequence[int],
+    probe: int = 300,
+    per_day: float = 150.0,
+    progress: Callable[[str], None] = lambda s: None,
+) -> dict[str, Any]:
     """ms per ``add`` for ``probe`` new articles after pre-filling ``sizes[i]`` articles, for each size.
 
     The probe articles are the same texts for every size (tagged as an unseen generation),
@@ -236,7 +267,7 @@ def clustering_cost_growth(texts: Sequence[tuple[str | None, str, tuple[str, ...
             "prefill_articles": size,
             "prefill_s": round(prefill_s, 1),
             "live_stories": len(c.stories),
-            "index_terms": len(c._index),  # noqa: SLF001 - a size figure, read only
+            "index_terms": len(c._index),
             "df_terms": len(c.df),
             "ms_per_article": round(statistics.mean(times), 3),
             "p50_ms": round(times[len(times) // 2], 3),
@@ -272,8 +303,9 @@ def main() -> None:
     args = p.parse_args()
     corpus = load_corpus()
     texts = [(t.title, t.text, ()) for t in corpus.texts]
-    result = clustering_cost_growth(texts, [args.small, args.large], args.probe,
-                                    progress=lambda s: print(s, file=sys.stderr, flush=True))
+    result = clustering_cost_growth(
+        texts, [args.small, args.large], args.probe, progress=lambda s: print(s, file=sys.stderr, flush=True)
+    )
     print(json.dumps(result))
 
 

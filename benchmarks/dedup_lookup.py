@@ -36,11 +36,22 @@ async def _store(conn: asyncpg.Connection, n: int, rng: random.Random) -> None:
     articles, bands = [], []
     for _ in range(n):
         key, article_id = dedup.dedup_key(_text(rng)), uuid.uuid4()
-        articles.append((article_id, f"https://bench.invalid/{article_id}", dedup.SIGNATURE_VERSION,
-                         key.exact_key, key.shingle_count, key.signature, article_id))
+        articles.append(
+            (
+                article_id,
+                f"https://bench.invalid/{article_id}",
+                dedup.SIGNATURE_VERSION,
+                key.exact_key,
+                key.shingle_count,
+                key.signature,
+                article_id,
+            )
+        )
         bands += [(band, article_id) for band in set(key.bands)]
     await conn.copy_records_to_table(
-        "dedup_articles", schema_name="newsflow", records=articles,
+        "dedup_articles",
+        schema_name="newsflow",
+        records=articles,
         columns=["article_id", "url", "signature_version", "exact_key", "shingle_count", "signature", "canonical_id"],
     )
     await conn.copy_records_to_table(
@@ -76,8 +87,14 @@ async def run(small: int, large: int, lookups: int) -> dict[str, object]:
             await conn.close()
         finally:
             await asyncio.to_thread(pg.stop)
-    return {"stored_small": small, "lookup_small": at_small, "stored_large": large, "lookup_large": at_large,
-            "band_rows_large": band_rows, "p50_ratio_large_over_small": round(at_large["p50_ms"] / at_small["p50_ms"], 2)}
+    return {
+        "stored_small": small,
+        "lookup_small": at_small,
+        "stored_large": large,
+        "lookup_large": at_large,
+        "band_rows_large": band_rows,
+        "p50_ratio_large_over_small": round(at_large["p50_ms"] / at_small["p50_ms"], 2),
+    }
 
 
 def main() -> None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
@@ -81,7 +82,7 @@ def _proc_table() -> dict[int, tuple[int, int]]:
                 stat = fh.read().decode(errors="replace")
         except OSError:
             continue
-        fields = stat[stat.rfind(")") + 2:].split()
+        fields = stat[stat.rfind(")") + 2 :].split()
         table[int(entry.name)] = (int(fields[1]), int(fields[19]))
         _CPU_TICKS[(int(entry.name), int(fields[19]))] = int(fields[11]) + int(fields[12])
     return table
@@ -146,6 +147,7 @@ class TreeMemory:
 
 # --- the services as OS processes ---------------------------------------------------------------------------
 
+
 @dataclass
 class Service:
     name: str
@@ -167,10 +169,15 @@ class Services:
     def start(self, name: str, service: str, level: str = "warning") -> Service:
         log_path = self.workdir / f"{name}.log"
         env = {**self.env, "NEWSFLOW_LOG_LEVEL": level}
-        proc = subprocess.Popen(
-            [str(NEWSFLOW), "run", service], env=env, cwd=self.workdir,
-            stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        with open(log_path, "ab") as out:  # the child keeps its own descriptor
+            proc = subprocess.Popen(
+                [str(NEWSFLOW), "run", service],
+                env=env,
+                cwd=self.workdir,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         svc = Service(name, proc, log_path, TreeMemory(name, proc.pid))
         self.items.append(svc)
         return svc
@@ -205,7 +212,7 @@ class Services:
                 s.process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
         for s in self.items:
-            while s.process.poll() is None and time.monotonic() < deadline:
+            while s.process.poll() is None and time.monotonic() < deadline:  # noqa: ASYNC110  (a Popen has no awaitable exit)
                 await asyncio.sleep(0.1)
             if s.process.poll() is None:
                 s.process.kill()
@@ -225,10 +232,8 @@ def kill_leftovers(seen: set[tuple[int, int]]) -> None:
     table = _proc_table()
     for pid, start in seen:
         if pid in table and table[pid][1] == start and pid != os.getpid():
-            try:
+            with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
 
 
 def service_names() -> list[str]:
@@ -239,14 +244,13 @@ def service_names() -> list[str]:
 
 # --- log parsing ---------------------------------------------------------------------------------------------
 
+
 def log_lines(path: Path) -> list[dict[str, Any]]:
     out = []
     for line in path.read_text(errors="replace").splitlines():
         if line.startswith("{"):
-            try:
+            with contextlib.suppress(ValueError):
                 out.append(json.loads(line))
-            except ValueError:
-                pass
     return out
 
 
@@ -303,6 +307,7 @@ async def counts(conn: asyncpg.Connection) -> tuple[int, int]:
 
 # --- one run against fresh topic + database ----------------------------------------------------------------------
 
+
 @dataclass
 class Run:
     name: str
@@ -315,8 +320,17 @@ class Run:
     base_rejected: int = 0
 
 
-async def start_run(name: str, pg: Any, bootstrap: str, workdir: Path, stream: Stream, pipelines: int,
-                    services_known: list[str], partitions: int, extra_env: dict[str, str] | None = None) -> Run:
+async def start_run(
+    name: str,
+    pg: Any,
+    bootstrap: str,
+    workdir: Path,
+    stream: Stream,
+    pipelines: int,
+    services_known: list[str],
+    partitions: int,
+    extra_env: dict[str, str] | None = None,
+) -> Run:
     from newsflow.adapters import kafka
 
     tag = uuid.uuid4().hex[:6]
@@ -343,8 +357,11 @@ async def start_run(name: str, pg: Any, bootstrap: str, workdir: Path, stream: S
     separate = "clusterer" in services_known
     for i in range(pipelines):
         # info level for the pipeline only: its batch.committed lines carry the per-phase times.
-        svc = services.start(f"pipeline-{i + 1}" if pipelines > 1 else "pipeline",
-                             "pipeline" if separate or i > 0 else "all", level="info")
+        svc = services.start(
+            f"pipeline-{i + 1}" if pipelines > 1 else "pipeline",
+            "pipeline" if separate or i > 0 else "all",
+            level="info",
+        )
         logs.append(svc.log_path)
     if separate:
         services.start("clusterer", "clusterer")
@@ -353,8 +370,10 @@ async def start_run(name: str, pg: Any, bootstrap: str, workdir: Path, stream: S
         pass  # "all" in the first process already runs the readers
     services.start_sampling()
     run = Run(name, db_url, topic, services, logs)
-    progress(f"{name}: started {', '.join(s.name for s in services.items)} "
-             f"(pids {', '.join(str(s.process.pid) for s in services.items)}); topic {topic}")
+    progress(
+        f"{name}: started {', '.join(s.name for s in services.items)} "
+        f"(pids {', '.join(str(s.process.pid) for s in services.items)}); topic {topic}"
+    )
     await wait_assigned(run, pipelines, partitions)
     await warm_up(run, bootstrap, stream.warmup, partitions)
     return run
@@ -386,8 +405,9 @@ async def produce_one(producer: Any, topic: str, m: BenchMessage, partition: int
     await producer.send_and_wait(topic, value=m.value, key=m.key, partition=partition)
 
 
-async def warm_up(run: Run, bootstrap: str, warm: Sequence[BenchMessage], partitions: int,
-                  timeout_s: float = 180.0) -> None:
+async def warm_up(
+    run: Run, bootstrap: str, warm: Sequence[BenchMessage], partitions: int, timeout_s: float = 180.0
+) -> None:
     """Send the warm-up articles (two per partition) and wait until all have a story: models loaded."""
     from newsflow.adapters import kafka, postgres
 
@@ -453,8 +473,10 @@ async def throughput_run(run: Run, bootstrap: str, stream: Stream, stall_s: floa
                 break
             if now >= next_note:
                 run.services.check_alive()
-                progress(f"{label}: produced {len(produced_at)}/{len(stream.messages)}, with story "
-                         f"{articles}/{expect_articles}, rejected {rejected}/{expect_rejected}, {now - t0:.0f}s")
+                progress(
+                    f"{label}: produced {len(produced_at)}/{len(stream.messages)}, with story "
+                    f"{articles}/{expect_articles}, rejected {rejected}/{expect_rejected}, {now - t0:.0f}s"
+                )
                 next_note = now + 3.0
             if task.done() and now - last_change > stall_s:
                 progress(f"{label}: no progress for {stall_s:.0f}s; stopping with {articles}/{expect_articles}")
@@ -473,13 +495,19 @@ async def throughput_run(run: Run, bootstrap: str, stream: Stream, stall_s: floa
         )
         reused = await conn.fetchval(
             "SELECT count(*) FROM newsflow.events WHERE position > $1 AND type = 'ArticleEntitiesExtracted'"
-            " AND payload->>'reused_from' IS NOT NULL", run.warm_head)
+            " AND payload->>'reused_from' IS NOT NULL",
+            run.warm_head,
+        )
         dup_rows = await conn.fetch(
             "SELECT payload->>'kind' AS kind, count(*) AS n FROM newsflow.events WHERE position > $1"
-            " AND type = 'ArticleDuplicateDetected' GROUP BY 1", run.warm_head)
+            " AND type = 'ArticleDuplicateDetected' GROUP BY 1",
+            run.warm_head,
+        )
         stories = await conn.fetchval("SELECT count(*) FROM projection.stories")
-        reasons = await conn.fetch("SELECT reason, count(*) AS n FROM projection.rejections"
-                                   " WHERE position > $1 GROUP BY 1 ORDER BY 1", run.warm_head)
+        reasons = await conn.fetch(
+            "SELECT reason, count(*) AS n FROM projection.rejections WHERE position > $1 GROUP BY 1 ORDER BY 1",
+            run.warm_head,
+        )
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -514,8 +542,9 @@ async def throughput_run(run: Run, bootstrap: str, stream: Stream, stall_s: floa
     }
 
 
-async def latency_run(run: Run, bootstrap: str, stream: Stream, rate: float, seconds: float,
-                      drain_s: float) -> dict[str, Any]:
+async def latency_run(
+    run: Run, bootstrap: str, stream: Stream, rate: float, seconds: float, drain_s: float
+) -> dict[str, Any]:
     """Offer the stream at ``rate`` msgs/s for ``seconds``; per URL: produce → visible with a story."""
     from newsflow.adapters import kafka, postgres
 
@@ -554,7 +583,9 @@ async def latency_run(run: Run, bootstrap: str, stream: Stream, rate: float, sec
                 raise task.exception()  # type: ignore[misc]
             rows = await conn.fetch(
                 "SELECT url, story_position FROM projection.articles WHERE story_id IS NOT NULL"
-                " AND story_position > $1", max_pos)
+                " AND story_position > $1",
+                max_pos,
+            )
             rejected = int(await conn.fetchval(REJECTED_SQL)) - run.base_rejected
             now = time.perf_counter()
             for r in rows:
@@ -564,7 +595,9 @@ async def latency_run(run: Run, bootstrap: str, stream: Stream, rate: float, sec
             if task.done() and len(seen_at) + rejected >= n:  # every message has an outcome
                 break
             if task.done() and now - t0 > seconds + drain_s:
-                progress(f"latency: {len(want) - len(seen_at)} articles not visible {drain_s:.0f}s after the last produce")
+                progress(
+                    f"latency: {len(want) - len(seen_at)} articles not visible {drain_s:.0f}s after the last produce"
+                )
                 break
             if now >= next_note:
                 run.services.check_alive()
@@ -584,7 +617,7 @@ async def latency_run(run: Run, bootstrap: str, stream: Stream, rate: float, sec
     def pct(p: float) -> float | None:
         if not lat:
             return None
-        return round(lat[min(len(lat) - 1, max(0, int(round(p / 100 * len(lat) + 0.5)) - 1))], 1)
+        return round(lat[min(len(lat) - 1, max(0, round(p / 100 * len(lat) + 0.5) - 1))], 1)
 
     return {
         "offered_load_articles_per_s": round(rate, 1),
@@ -592,7 +625,9 @@ async def latency_run(run: Run, bootstrap: str, stream: Stream, rate: float, sec
         "measured": len(lat),
         "missing": len(want) - len(seen_at) - rejected_good,
         "good_articles_rejected": rejected_good,
-        "p50": pct(50), "p95": pct(95), "p99": pct(99),
+        "p50": pct(50),
+        "p95": pct(95),
+        "p99": pct(99),
         "max": round(lat[-1], 1) if lat else None,
         "mean": round(statistics.mean(lat), 1) if lat else None,
         "poll_interval_ms": 50,
@@ -600,7 +635,9 @@ async def latency_run(run: Run, bootstrap: str, stream: Stream, rate: float, sec
         "segments_ms": latency_segments(stamps, produced_wall, seen_wall),
         "slowest": [
             {"ms": round((seen_at[m.url] - produced_at[m.url]) * 1000, 1), "kind": m.kind, "words": _words(m)}
-            for m in sorted((m for m in msgs if m.url in seen_at), key=lambda m: produced_at[m.url] - seen_at[m.url])[:5]
+            for m in sorted((m for m in msgs if m.url in seen_at), key=lambda m: produced_at[m.url] - seen_at[m.url])[
+                :5
+            ]
         ],
     }
 
@@ -640,7 +677,7 @@ def latency_segments(stamps: Sequence[Any], produced: dict[str, float], seen: di
         for url, appended, decided in rows
     }
     total = sorted(parts, key=lambda u: sum(parts[u].values()))
-    slowest = total[-max(1, len(total) // 100):]
+    slowest = total[-max(1, len(total) // 100) :]
 
     def pct(values: list[float], q: float) -> float:
         ordered = sorted(values)
@@ -657,6 +694,7 @@ def latency_segments(stamps: Sequence[Any], produced: dict[str, float], seen: di
 
 
 # --- baselines that need the main run's database ---------------------------------------------------------------
+
 
 async def stage_inputs(db_url: str, after: int) -> list[tuple[str, str]]:
     """(cleaned text, language) of the articles on which the pipeline ran the entity model."""
@@ -705,6 +743,7 @@ def _in_child(fn: Any, *args: Any) -> Any:
 
 # --- py-spy profile of the pipeline ----------------------------------------------------------------------------
 
+
 def start_profile(pid: int, out: Path, seconds: float) -> subprocess.Popen[bytes] | None:
     exe = shutil.which("py-spy") or ("/tmp/pyspy/bin/py-spy" if Path("/tmp/pyspy/bin/py-spy").exists() else None)
     if not exe:
@@ -712,9 +751,26 @@ def start_profile(pid: int, out: Path, seconds: float) -> subprocess.Popen[bytes
         return None
     env = {**os.environ, "PYTHONPATH": str(Path(exe).parent.parent)}
     return subprocess.Popen(
-        [exe, "record", "--pid", str(pid), "--subprocesses", "--format", "raw", "--rate", "50",
-         "--duration", str(int(seconds)), "--nonblocking", "-o", str(out)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            exe,
+            "record",
+            "--pid",
+            str(pid),
+            "--subprocesses",
+            "--format",
+            "raw",
+            "--rate",
+            "50",
+            "--duration",
+            str(int(seconds)),
+            "--nonblocking",
+            "-o",
+            str(out),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
 
 
@@ -747,20 +803,22 @@ def summarize_profile(path: Path, top: int = 15) -> dict[str, Any]:
 
 # --- main --------------------------------------------------------------------------------------------------------
 
+
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     from newsflow.adapters.embedded import EmbeddedBroker, EmbeddedPostgres
 
     started = time.perf_counter()
     load_at_start = [round(x, 2) for x in os.getloadavg()]
     progress(f"building the stream: {args.articles} messages, seed {args.seed}")
-    stream = build_stream(args.articles, seed=args.seed, bad_share=args.bad_share,
-                          warmup=2 * args.partitions)
+    stream = build_stream(args.articles, seed=args.seed, bad_share=args.bad_share, warmup=2 * args.partitions)
     desc = stream.describe()
     if stream.corpus.fallback:
         progress(f"NOTE: {stream.corpus.note} — the stream is built from the five seeds only")
-    progress(f"stream: {desc['originals']} originals, {desc['duplicates_exact']} exact and "
-             f"{desc['duplicates_near']} near duplicates, {desc['bad_messages']} bad; "
-             f"{desc['corpus_texts']} corpus texts ({desc['corpus_note']})")
+    progress(
+        f"stream: {desc['originals']} originals, {desc['duplicates_exact']} exact and "
+        f"{desc['duplicates_near']} near duplicates, {desc['bad_messages']} bad; "
+        f"{desc['corpus_texts']} corpus texts ({desc['corpus_note']})"
+    )
     if desc["recycled_as_exact"]:
         progress(f"NOTE: {desc['recycled_as_exact']} originals asked beyond the corpus were sent as exact copies")
     services_known = service_names()
@@ -791,14 +849,17 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         runs.append(main)
         profiler = None
         if args.profile:
-            profiler = start_profile(main.services.items[0].process.pid, workdir / "pipeline.pyspy",
-                                     args.profile_seconds)
+            profiler = start_profile(
+                main.services.items[0].process.pid, workdir / "pipeline.pyspy", args.profile_seconds
+            )
         infra_task = asyncio.ensure_future(_repeat(sample_infra, 1.0))
         tp = await throughput_run(main, broker.bootstrap, stream, args.stall_seconds, "throughput")
         infra_task.cancel()
         sample_infra()
-        progress(f"throughput: {tp['throughput_articles_per_s']} articles/s end to end "
-                 f"({tp['articles_with_story']} articles in {tp['elapsed_s']}s)")
+        progress(
+            f"throughput: {tp['throughput_articles_per_s']} articles/s end to end "
+            f"({tp['articles_with_story']} articles in {tp['elapsed_s']}s)"
+        )
         if profiler is not None:
             try:
                 profiler.wait(args.profile_seconds + 30)
@@ -812,6 +873,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         kc = await baselines.kafka_consume(broker.bootstrap, main.topic)
         progress(f"baseline: kafka {kc['kafka_consume_msgs_per_s']} msgs/s; raw asyncpg append of the same events")
         from newsflow.adapters import postgres
+
         conn = await postgres.connect(main.db_url)
         try:
             events = await baselines.pipeline_events(conn, main.warm_head)
@@ -822,8 +884,9 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         progress(f"baseline: append {pa['pg_append_events_per_s']} events/s; stages alone (one process)")
         cleaned = await stage_inputs(main.db_url, main.warm_head)
         raw = [m.value for m in stream.messages if m.kind != "bad"]
-        stages = await asyncio.to_thread(_in_child, baselines.stages_alone, raw, cleaned,
-                                         args.stage_seconds, args.other_stage_seconds)
+        stages = await asyncio.to_thread(
+            _in_child, baselines.stages_alone, raw, cleaned, args.stage_seconds, args.other_stage_seconds
+        )
         slow_name = min(stages, key=lambda k: stages[k]["articles_per_s"]) if stages else None
         slow_rate = stages[slow_name]["articles_per_s"] if slow_name else None
         progress(f"baseline: slowest stage alone {slow_name} {slow_rate} articles/s")
@@ -833,14 +896,18 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         offered = None
         if not args.skip_latency and tp["throughput_articles_per_s"]:
             offered = args.rate or tp["throughput_articles_per_s"] / 2
-            lat_run = await start_run("latency", pg, broker.bootstrap, workdir, stream, 1, services_known,
-                                      args.partitions)
+            lat_run = await start_run(
+                "latency", pg, broker.bootstrap, workdir, stream, 1, services_known, args.partitions
+            )
             runs.append(lat_run)
-            latency = await latency_run(lat_run, broker.bootstrap, stream, offered, args.latency_seconds,
-                                        args.stall_seconds)
+            latency = await latency_run(
+                lat_run, broker.bootstrap, stream, offered, args.latency_seconds, args.stall_seconds
+            )
             await lat_run.services.stop()
-            progress(f"latency at {offered:.1f} articles/s: p50 {latency['p50']} ms, p95 {latency['p95']} ms, "
-                     f"p99 {latency['p99']} ms")
+            progress(
+                f"latency at {offered:.1f} articles/s: p50 {latency['p50']} ms, p95 {latency['p95']} ms, "
+                f"p99 {latency['p99']} ms"
+            )
 
         # 4. scaling the Kafka way: 1 vs 2 pipeline processes in one group, each bounded to one stage
         #    worker, so that one process does not already use every core (the main run uses two workers).
@@ -851,25 +918,42 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             spent = time.perf_counter() - started
             need = 2 * (tp["elapsed_s"] + 40) + (args.cluster_large * 0.008 + 15 if args.cluster_large else 0)
             run_scaling = spent + need < args.budget_seconds
-            progress(f"scaling runs {'fit' if run_scaling else 'do not fit'} the {args.budget_seconds:.0f}s budget "
-                     f"({spent:.0f}s spent, ~{need:.0f}s more needed){'' if run_scaling else ': skipped (--scaling on forces them)'}")
+            progress(
+                f"scaling runs {'fit' if run_scaling else 'do not fit'} the {args.budget_seconds:.0f}s budget "
+                f"({spent:.0f}s spent, ~{need:.0f}s more needed){'' if run_scaling else ': skipped (--scaling on forces them)'}"
+            )
         if run_scaling:
             one_worker = {"NEWSFLOW_STAGE_WORKERS": "1"}
             rates: dict[int, dict[str, Any]] = {}
             for pipelines in (1, 2):
-                sc_run = await start_run(f"scale{pipelines}", pg, broker.bootstrap, workdir, stream, pipelines,
-                                         services_known, args.partitions, one_worker)
+                sc_run = await start_run(
+                    f"scale{pipelines}",
+                    pg,
+                    broker.bootstrap,
+                    workdir,
+                    stream,
+                    pipelines,
+                    services_known,
+                    args.partitions,
+                    one_worker,
+                )
                 runs.append(sc_run)
-                rates[pipelines] = await throughput_run(sc_run, broker.bootstrap, stream, args.stall_seconds,
-                                                        f"scaling ({pipelines} pipeline process(es), 1 stage worker each)")
+                rates[pipelines] = await throughput_run(
+                    sc_run,
+                    broker.bootstrap,
+                    stream,
+                    args.stall_seconds,
+                    f"scaling ({pipelines} pipeline process(es), 1 stage worker each)",
+                )
                 await sc_run.services.stop()
                 rates[pipelines]["memory"] = sc_run.services.memory()
             one, two = rates[1]["throughput_articles_per_s"], rates[2]["throughput_articles_per_s"]
             if one and two:
                 scaling = round(two / one, 2)
             scale_detail = {**rates[2], "one_process_articles_per_s": one, "stage_workers_per_process": 1}
-            progress(f"scaling: {one} articles/s with 1 pipeline process, {two} with 2 (×{scaling}),"
-                     " one stage worker each")
+            progress(
+                f"scaling: {one} articles/s with 1 pipeline process, {two} with 2 (×{scaling}), one stage worker each"
+            )
 
         # 5. clustering cost growth (pure, in a fresh process)
         cost = None
@@ -881,12 +965,17 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                     msg = json.loads(m.value)
                     texts.append((msg.get("title"), msg["text"], ents.get(m.url, ())))
             sizes = [args.cluster_small, args.cluster_large]
-            progress(f"clustering cost growth: pre-filling {sizes[0]:,} and {sizes[1]:,} articles "
-                     f"(recycling {len(texts)} texts)")
-            cost = await asyncio.to_thread(_in_child, baselines.clustering_cost_growth, texts, sizes,
-                                           args.cluster_probe, args.cluster_per_day)
-            progress(f"clustering: {cost['ms_per_article_small']} ms at {sizes[0]:,} vs "
-                     f"{cost['ms_per_article_large']} ms at {sizes[1]:,} (×{cost['ratio_large_over_small']})")
+            progress(
+                f"clustering cost growth: pre-filling {sizes[0]:,} and {sizes[1]:,} articles "
+                f"(recycling {len(texts)} texts)"
+            )
+            cost = await asyncio.to_thread(
+                _in_child, baselines.clustering_cost_growth, texts, sizes, args.cluster_probe, args.cluster_per_day
+            )
+            progress(
+                f"clustering: {cost['ms_per_article_small']} ms at {sizes[0]:,} vs "
+                f"{cost['ms_per_article_large']} ms at {sizes[1]:,} (×{cost['ratio_large_over_small']})"
+            )
 
         throughput = tp["throughput_articles_per_s"]
         services_rss = {k: v["peak_rss_mb"] for k, v in memory.items()}
@@ -918,22 +1007,30 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             "stage_ms_per_article": tp["batches"]["ms_per_article"],
             "stage_time_share": tp["batches"]["share"],
             "ratios": {
-                "throughput_over_slowest_stage_alone": round(throughput / slow_rate, 2) if throughput and slow_rate else None,
+                "throughput_over_slowest_stage_alone": round(throughput / slow_rate, 2)
+                if throughput and slow_rate
+                else None,
                 "share_of_articles_running_entities": round(entity_share, 3) if entity_share else None,
                 "slowest_stage_bound_for_this_stream_per_worker": (
-                    round(slow_rate / entity_share, 1) if slow_rate and entity_share else None),
+                    round(slow_rate / entity_share, 1) if slow_rate and entity_share else None
+                ),
                 "throughput_over_kafka_consume": round(throughput / kc["kafka_consume_msgs_per_s"], 4)
-                if throughput and kc["kafka_consume_msgs_per_s"] else None,
+                if throughput and kc["kafka_consume_msgs_per_s"]
+                else None,
                 "events_per_s_over_pg_append": round(tp["events_per_s"] / pa["pg_append_events_per_s"], 3)
-                if tp["events_per_s"] and pa["pg_append_events_per_s"] else None,
+                if tp["events_per_s"] and pa["pg_append_events_per_s"]
+                else None,
             },
             "clustering_cost_growth": cost,
             "throughput_run": {k: v for k, v in tp.items() if k != "batches"}
             | {"batches": {k: v for k, v in tp["batches"].items() if k != "events_per_batch"}},
             "latency_run": latency,
-            "scaling_run": ({k: v for k, v in scale_detail.items() if k != "batches"}
-                            | {"batches": {k: v for k, v in scale_detail["batches"].items()
-                                           if k != "events_per_batch"}}) if scale_detail else None,
+            "scaling_run": (
+                {k: v for k, v in scale_detail.items() if k != "batches"}
+                | {"batches": {k: v for k, v in scale_detail["batches"].items() if k != "events_per_batch"}}
+            )
+            if scale_detail
+            else None,
             "stream": desc,
             "settings": {
                 "pipeline_processes": 1,
@@ -996,8 +1093,7 @@ def _mem_gb() -> float | None:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.pipeline_bench",
-                                description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.pipeline_bench", description=__doc__.split("\n")[0])
     p.add_argument("--articles", type=int, default=1300, help="messages in the stream (default 1300)")
     p.add_argument("--seed", type=int, default=1, help="stream seed (same seed, same stream)")
     p.add_argument("--bad-share", type=float, default=0.01, help="share of bad messages (default 0.01)")
@@ -1005,24 +1101,46 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--skip-latency", action="store_true", help="skip the paced latency run")
     p.add_argument("--latency-seconds", type=float, default=40.0, help="how long the paced run offers load")
     p.add_argument("--rate", type=float, help="offered load for the latency run (default: half the throughput)")
-    p.add_argument("--scaling", nargs="?", const="on", default="auto", choices=["auto", "on", "off"],
-                   help="also run with 2 pipeline processes (auto: only if it fits --budget-seconds)")
+    p.add_argument(
+        "--scaling",
+        nargs="?",
+        const="on",
+        default="auto",
+        choices=["auto", "on", "off"],
+        help="also run with 2 pipeline processes (auto: only if it fits --budget-seconds)",
+    )
     p.add_argument("--no-scaling", dest="scaling", action="store_const", const="off")
-    p.add_argument("--budget-seconds", type=float, default=540.0,
-                   help="time budget the auto scaling decision keeps to (default 540)")
+    p.add_argument(
+        "--budget-seconds",
+        type=float,
+        default=540.0,
+        help="time budget the auto scaling decision keeps to (default 540)",
+    )
     p.add_argument("--stage-seconds", type=float, default=15.0, help="entities-alone measuring time")
     p.add_argument("--other-stage-seconds", type=float, default=2.0, help="clean/language/dedup-alone time")
     p.add_argument("--cluster-small", type=int, default=1000)
-    p.add_argument("--cluster-large", type=int, default=10_000,
-                   help="articles pre-filled for the cost-growth figure (0: skip; 100000 takes a long time)")
+    p.add_argument(
+        "--cluster-large",
+        type=int,
+        default=10_000,
+        help="articles pre-filled for the cost-growth figure (0: skip; 100000 takes a long time)",
+    )
     p.add_argument("--cluster-probe", type=int, default=300, help="articles timed after each pre-fill")
-    p.add_argument("--cluster-per-day", type=float, default=50.0,
-                   help="articles per day in the pre-fill (stories go idle and are evicted after 365 days)")
+    p.add_argument(
+        "--cluster-per-day",
+        type=float,
+        default=50.0,
+        help="articles per day in the pre-fill (stories go idle and are evicted after 365 days)",
+    )
     p.add_argument("--stall-seconds", type=float, default=60.0, help="give up after this long without progress")
     p.add_argument("--profile", action="store_true", help="py-spy record the pipeline process tree")
     p.add_argument("--profile-seconds", type=float, default=30.0)
-    p.add_argument("--seconds", type=float, dest="latency_seconds_alias",
-                   help="same as --latency-seconds: how long the paced run offers load")
+    p.add_argument(
+        "--seconds",
+        type=float,
+        dest="latency_seconds_alias",
+        help="same as --latency-seconds: how long the paced run offers load",
+    )
     p.add_argument("--out-dir", type=Path, default=Path(".newsflow/bench"))
     p.add_argument("--keep-workdir", action="store_true", help="keep the temp dir (service logs)")
     args = p.parse_args(argv)

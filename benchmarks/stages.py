@@ -13,7 +13,6 @@ import argparse
 import json
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from newsflow.domain import dedup, entities, language
@@ -22,8 +21,9 @@ from newsflow.domain.contract import RawArticleV1
 from newsflow.samples import SEEDS
 
 
-
-def measure(fn: Callable[[Any], object], items: Sequence[Any], seconds: float, warm: int | None = None) -> dict[str, Any]:
+def measure(
+    fn: Callable[[Any], object], items: Sequence[Any], seconds: float, warm: int | None = None
+) -> dict[str, Any]:
     """Items/s of ``fn`` going through ``items`` in order (cycling) for ``seconds``, after a warm-up.
 
     The warm-up (``warm`` items, default all of them) keeps model loads and caches out of the rate.
@@ -44,8 +44,10 @@ def _rate(fn: Callable[[Any], object], items: Sequence[Any], seconds: float) -> 
 
 def run(seconds: float) -> dict[str, Any]:
     manifest = json.loads((SEEDS / "manifest.json").read_text(encoding="utf-8"))["files"]
-    messages = [RawArticleV1.model_validate({**meta, "text": (SEEDS / name).read_text(encoding="utf-8")})
-                for name, meta in sorted(manifest.items())]
+    messages = [
+        RawArticleV1.model_validate({**meta, "text": (SEEDS / name).read_text(encoding="utf-8")})
+        for name, meta in sorted(manifest.items())
+    ]
     texts = []
     for m in messages:
         cleaned = clean_article(m)
@@ -58,8 +60,11 @@ def run(seconds: float) -> dict[str, Any]:
         "entities": _rate(lambda t: entities.extract(t, "en"), texts, seconds * 2),
     }
     slowest = min(rates, key=lambda k: rates[k])
-    return {"articles_per_s": rates, "slowest_stage": {"name": slowest, "articles_per_s": rates[slowest]},
-            "mean_words": round(sum(len(t.split()) for t in texts) / len(texts))}
+    return {
+        "articles_per_s": rates,
+        "slowest_stage": {"name": slowest, "articles_per_s": rates[slowest]},
+        "mean_words": round(sum(len(t.split()) for t in texts) / len(texts)),
+    }
 
 
 def main() -> None:

@@ -48,21 +48,60 @@ MIN_WORDS = 60  # shorter "articles" (crawler stubs, video pages) are left out o
 # Site chrome of the kind scrapers leave around the body; each outlet gets its own fixed set,
 # so an outlet's lines repeat across its articles (that is what the learned chrome picks up).
 _HEADER_CHROME = [
-    "Skip to main content", "Menu", "Search", "Sign in", "Subscribe", "Home | World | Business | Politics | Tech",
-    "Breaking News", "Live TV", "Newsletters", "Advertisement", "Most Read", "Latest Stories", "Trending Now",
-    "Log in / Register", "Edition: International", "Listen to this article",
+    "Skip to main content",
+    "Menu",
+    "Search",
+    "Sign in",
+    "Subscribe",
+    "Home | World | Business | Politics | Tech",
+    "Breaking News",
+    "Live TV",
+    "Newsletters",
+    "Advertisement",
+    "Most Read",
+    "Latest Stories",
+    "Trending Now",
+    "Log in / Register",
+    "Edition: International",
+    "Listen to this article",
 ]
 _FOOTER_CHROME = [
-    "Share this article", "Share on Facebook", "Share on Twitter", "Copy link", "Follow us on Twitter",
-    "Sign up for our daily newsletter", "Read more:", "Related Articles", "Advertisement",
-    "All rights reserved.", "Terms of Use | Privacy Policy | Cookie Settings", "Contact us", "About us",
-    "Comments are closed.", "Click here to subscribe", "More from this section", "Recommended for you",
-    "Report an error", "Topics", "Back to top",
+    "Share this article",
+    "Share on Facebook",
+    "Share on Twitter",
+    "Copy link",
+    "Follow us on Twitter",
+    "Sign up for our daily newsletter",
+    "Read more:",
+    "Related Articles",
+    "Advertisement",
+    "All rights reserved.",
+    "Terms of Use | Privacy Policy | Cookie Settings",
+    "Contact us",
+    "About us",
+    "Comments are closed.",
+    "Click here to subscribe",
+    "More from this section",
+    "Recommended for you",
+    "Report an error",
+    "Topics",
+    "Back to top",
 ]
 _EDIT_SWAPS = {
-    "said": "stated", "says": "stated", "told": "said to", "announced": "unveiled", "after": "following",
-    "before": "ahead of", "about": "around", "big": "large", "also": "additionally", "people": "individuals",
-    "government": "administration", "officials": "authorities", "Monday": "Tuesday", "week": "weekend",
+    "said": "stated",
+    "says": "stated",
+    "told": "said to",
+    "announced": "unveiled",
+    "after": "following",
+    "before": "ahead of",
+    "about": "around",
+    "big": "large",
+    "also": "additionally",
+    "people": "individuals",
+    "government": "administration",
+    "officials": "authorities",
+    "Monday": "Tuesday",
+    "week": "weekend",
 }
 _STREAM_EPOCH = dt.datetime(2024, 3, 4, 6, 0, tzinfo=dt.UTC)
 
@@ -114,9 +153,7 @@ class Stream:
             "corpus_sets": self.corpus.sets,
             "corpus_fallback_seeds_only": self.corpus.fallback,
             "corpus_note": self.corpus.note,
-            "mean_words": round(
-                sum(len(t.text.split()) for t in self.corpus.texts) / max(1, len(self.corpus.texts))
-            ),
+            "mean_words": round(sum(len(t.text.split()) for t in self.corpus.texts) / max(1, len(self.corpus.texts))),
             "value_bytes_total": sum(len(m.value) for m in self.messages),
         }
 
@@ -144,8 +181,13 @@ def _site(url: str | None) -> str | None:
 def _seed_texts() -> list[CorpusText]:
     manifest = json.loads((SEEDS / "manifest.json").read_text(encoding="utf-8"))["files"]
     return [
-        CorpusText(None, (SEEDS / name).read_text(encoding="utf-8"), str(meta["source"]),
-                   _date(str(meta.get("published_at") or "")), "seeds")
+        CorpusText(
+            None,
+            (SEEDS / name).read_text(encoding="utf-8"),
+            str(meta["source"]),
+            _date(str(meta.get("published_at") or "")),
+            "seeds",
+        )
         for name, meta in sorted(manifest.items())
     ]
 
@@ -156,24 +198,42 @@ def _shared_texts(root: Path) -> dict[str, list[CorpusText]]:
     if path.exists():
         rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         sets["giveme5w1h"] = [
-            CorpusText(r.get("title"), r["text"], r.get("source_domain", "").removeprefix("www.") or "giveme5w1h",
-                       _date(r.get("date_publish")), "giveme5w1h")
-            for r in rows if r.get("text") and r.get("language", "en") == "en"
+            CorpusText(
+                r.get("title"),
+                r["text"],
+                r.get("source_domain", "").removeprefix("www.") or "giveme5w1h",
+                _date(r.get("date_publish")),
+                "giveme5w1h",
+            )
+            for r in rows
+            if r.get("text") and r.get("language", "en") == "en"
         ]
     path = root / "wikinewssum-en-sample" / "source_articles.jsonl"
     if path.exists():
         rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         sets["wikinewssum"] = [
-            CorpusText(r.get("title"), r["text"], _site(r.get("url")) or "wikinewssum-source",
-                       _date(r.get("wikinews_date")), "wikinewssum")
-            for r in rows if r.get("text") and r.get("language") == "en"
+            CorpusText(
+                r.get("title"),
+                r["text"],
+                _site(r.get("url")) or "wikinewssum-source",
+                _date(r.get("wikinews_date")),
+                "wikinewssum",
+            )
+            for r in rows
+            if r.get("text") and r.get("language") == "en"
         ]
     for path in sorted((root / "gedikli-business-energy-news").glob("*article_texts.csv")):
         with path.open(encoding="utf-8", newline="") as fh:
             sets["gedikli"] = [
-                CorpusText(r.get("title"), r["text"], _site(r.get("paperurl") or r.get("url")) or "gedikli",
-                           _date(r.get("date")), "gedikli")
-                for r in csv.DictReader(fh) if r.get("text")
+                CorpusText(
+                    r.get("title"),
+                    r["text"],
+                    _site(r.get("paperurl") or r.get("url")) or "gedikli",
+                    _date(r.get("date")),
+                    "gedikli",
+                )
+                for r in csv.DictReader(fh)
+                if r.get("text")
             ]
     texts_dir = root / "wikiref220" / "texts"
     if texts_dir.is_dir():
@@ -207,10 +267,7 @@ def load_corpus(shared: Path | None = SHARED_CLUSTERS) -> Corpus:
             continue
         seen.add(digest)
         kept.append(t)
-    note = (
-        f"seeds only: {shared} is absent" if fallback
-        else f"seeds + English texts read in place from {shared}"
-    )
+    note = f"seeds only: {shared} is absent" if fallback else f"seeds + English texts read in place from {shared}"
     sets_kept: dict[str, int] = {}
     for t in kept:
         sets_kept[t.origin] = sets_kept.get(t.origin, 0) + 1
@@ -237,7 +294,7 @@ class _Outlets:
         if source not in self._chrome:
             r = random.Random(f"{self.rng.random()}-{source}")
             head = r.sample(_HEADER_CHROME, r.randint(1, 3))
-            foot = r.sample(_FOOTER_CHROME, r.randint(2, 4)) + [f"© {r.randint(2015, 2024)} {source}"]
+            foot = [*r.sample(_FOOTER_CHROME, r.randint(2, 4)), f"© {r.randint(2015, 2024)} {source}"]
             self._chrome[source] = (head, foot)
         return self._chrome[source]
 
@@ -276,10 +333,16 @@ def _edit(body: str, rng: random.Random) -> str:
     return "\n".join(out)
 
 
-def _message(url: str, source: str, text: str, title: str | None, published: dt.datetime | None,
-             fetched: dt.datetime) -> dict[str, object]:
-    msg: dict[str, object] = {"url": url, "source": source, "fetched_at": fetched.isoformat(), "text": text,
-                              "scraper_id": "newsflow-bench"}
+def _message(
+    url: str, source: str, text: str, title: str | None, published: dt.datetime | None, fetched: dt.datetime
+) -> dict[str, object]:
+    msg: dict[str, object] = {
+        "url": url,
+        "source": source,
+        "fetched_at": fetched.isoformat(),
+        "text": text,
+        "scraper_id": "newsflow-bench",
+    }
     if title:
         msg["title"] = title[:2000]
     if published:
@@ -342,8 +405,9 @@ def build_stream(
         body = outlets.dress(t.source, t.text)
         kind = "original" if i < len(texts) else "exact"
         of = None if kind == "original" else i % len(texts)
-        placed.append((float(i), seq, _message(url, t.source, body, t.title, t.published_at, fetched), kind,
-                       None, of, url))
+        placed.append(
+            (float(i), seq, _message(url, t.source, body, t.title, t.published_at, fetched), kind, None, of, url)
+        )
         seq += 1
         originals.append((t, body, url, fetched))
     base = min(n_orig, len(texts))
@@ -368,8 +432,17 @@ def build_stream(
                 text = outlets.dress(source, _truncate(t.text, r))
             else:
                 text = outlets.dress(source, _edit(t.text, r))
-        placed.append((slot, seq, _message(url, source, text, t.title, published, when),
-                       "near" if is_near else "exact", nk, k, url))
+        placed.append(
+            (
+                slot,
+                seq,
+                _message(url, source, text, t.title, published, when),
+                "near" if is_near else "exact",
+                nk,
+                k,
+                url,
+            )
+        )
         seq += 1
     for b in range(n_bad):
         slot = rng.uniform(0, n_orig)
@@ -386,9 +459,15 @@ def build_stream(
     for w, t in enumerate(warm_texts):
         url = f"https://warmup.bench.invalid/{w}-{_slug(t.title or t.text[:60])}"
         fetched = _STREAM_EPOCH - dt.timedelta(days=1, seconds=w)
-        warm.append(BenchMessage(w, url, url.encode(),
-                                 _encode(_message(url, "Warm-up", t.text, t.title, t.published_at, fetched)),
-                                 "warmup"))
+        warm.append(
+            BenchMessage(
+                w,
+                url,
+                url.encode(),
+                _encode(_message(url, "Warm-up", t.text, t.title, t.published_at, fetched)),
+                "warmup",
+            )
+        )
     counts = {
         "articles": len(messages),
         "originals": sum(m.kind == "original" for m in messages),

@@ -12,7 +12,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import asyncpg
 import pytest
@@ -22,8 +21,6 @@ from newsflow.adapters.embedded import EmbeddedBroker, EmbeddedPostgres
 from newsflow.app.daemon import SERVICES, run_services
 from newsflow.logs import configure_logging
 from newsflow.settings import Settings
-from newsflow.samples import SEEDS
-
 
 configure_logging("json", "warning")
 

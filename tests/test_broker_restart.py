@@ -33,12 +33,14 @@ def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
 
 def feed(path: Path, prefix: str, n: int) -> Path:
     lines = [
-        json.dumps({
-            "url": f"https://wire.example/{prefix}/{i}",
-            "source": "Wire",
-            "fetched_at": "2022-09-15T10:00:00+00:00",
-            "text": f"{prefix} story {i}\n\nBody of {prefix} story number {i}.",
-        })
+        json.dumps(
+            {
+                "url": f"https://wire.example/{prefix}/{i}",
+                "source": "Wire",
+                "fetched_at": "2022-09-15T10:00:00+00:00",
+                "text": f"{prefix} story {i}\n\nBody of {prefix} story number {i}.",
+            }
+        )
         for i in range(n)
     ]
     path.write_text("\n".join(lines) + "\n")
@@ -51,6 +53,7 @@ async def publish_and_process(settings: Settings, pool: asyncpg.Pool, path: Path
     stop = asyncio.Event()
     task = asyncio.create_task(run_services(settings, ("pipeline",), stop))
     try:
+
         async def done() -> bool:
             assert not task.done(), task
             return await reaches(pool, expect_total, RECEIVED_SQL)

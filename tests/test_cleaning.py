@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from newsflow.domain.cleaning.cleaner import CleaningFailure, Cleaned, candidate_hash, clean_article
-from newsflow.domain.contract import RawArticleV1, Rejection, decode_raw_message
-from newsflow.domain.cleaning.text import line_key, repair
 from newsflow.app.inspection import inspect_message, raw_message
+from newsflow.domain.cleaning.cleaner import Cleaned, CleaningFailure, candidate_hash, clean_article
+from newsflow.domain.cleaning.text import line_key, repair
+from newsflow.domain.contract import RawArticleV1, Rejection, decode_raw_message
 from newsflow.samples import SEEDS
 
 MANIFEST = json.loads((SEEDS / "manifest.json").read_text())["files"]
@@ -105,8 +105,11 @@ def test_seed_chrome_goes_body_stays_title_once(name: str) -> None:
     assert result.title == title
     assert title not in result.text, "the title is metadata, not body"
     body_lines = [
-        " ".join(line.split()) for line in (SEEDS / name).read_text().splitlines()
-        if line.strip() and " ".join(line.split()) not in chrome and line_key(line) != line_key(title)
+        " ".join(line.split())
+        for line in (SEEDS / name).read_text().splitlines()
+        if line.strip()
+        and " ".join(line.split()) not in chrome
+        and line_key(line) != line_key(title)
         and not line.startswith(title)  # 001's page-title line carries a " | News | DV" suffix
     ]
     text = " ".join(result.text.split())
@@ -213,8 +216,14 @@ def test_page_of_only_chrome_is_rejected_as_empty_after_cleaning() -> None:
 
 
 def test_ten_megabyte_page_and_undecodable_bytes_are_rejected_by_the_contract() -> None:
-    big = json.dumps({"url": "https://example.invalid/big", "source": "S", "fetched_at": "2022-09-15T10:00:00Z",
-                      "html": "<p>" + "x" * (10 * 1024 * 1024) + "</p>"}).encode()
+    big = json.dumps(
+        {
+            "url": "https://example.invalid/big",
+            "source": "S",
+            "fetched_at": "2022-09-15T10:00:00Z",
+            "html": "<p>" + "x" * (10 * 1024 * 1024) + "</p>",
+        }
+    ).encode()
     rejected = decode_raw_message(big)
     assert isinstance(rejected, Rejection) and rejected.reason == "too_large"
     rejected = decode_raw_message(b'{"url": "https://example.invalid/b", "text": "caf\xe9 \xff\xfe"}')

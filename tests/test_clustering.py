@@ -6,7 +6,6 @@ import json
 import pickle
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -40,11 +39,23 @@ def _article(i: int, title: str, body: str, hours: float = 0.0, ents: tuple[str,
 
 def _toy() -> list[clustering.ArticleInput]:
     texts = [
-        ("Putin and Xi meet in Samarkand", "Putin and Xi met in Samarkand at the summit of the organization.", ("Vladimir Putin", "Xi Jinping")),
-        ("Xi meets Putin at Samarkand summit", "In Samarkand Xi met Putin; the summit of the organization went on.", ("Xi Jinping",)),
+        (
+            "Putin and Xi meet in Samarkand",
+            "Putin and Xi met in Samarkand at the summit of the organization.",
+            ("Vladimir Putin", "Xi Jinping"),
+        ),
+        (
+            "Xi meets Putin at Samarkand summit",
+            "In Samarkand Xi met Putin; the summit of the organization went on.",
+            ("Xi Jinping",),
+        ),
         ("Port strike ends", "Dock workers ended their strike at the port after a wage deal with employers.", ()),
         ("Dock strike over at port", "The port strike by dock workers is over after employers agreed a wage deal.", ()),
-        ("Samarkand summit closes", "Leaders left Samarkand as the summit of the organization closed; Putin and Xi spoke.", ("Samarkand",)),
+        (
+            "Samarkand summit closes",
+            "Leaders left Samarkand as the summit of the organization closed; Putin and Xi spoke.",
+            ("Samarkand",),
+        ),
     ]
     return [_article(i, t, b, i, e) for i, (t, b, e) in enumerate(texts)]
 
@@ -108,12 +119,23 @@ def test_idle_stories_are_evicted_from_the_candidate_index() -> None:
 def test_an_article_bridging_two_stories_merges_them() -> None:
     c = clustering.OnlineClusterer()
     a = c.add(_article(0, "Volcano erupts on Etna island", "Lava from the Etna volcano reached villages near Catania."))
-    b = c.add(_article(1, "Ash cloud grounds flights in Sicily", "Airlines cancelled flights at Catania airport because of an ash cloud."))
+    b = c.add(
+        _article(
+            1,
+            "Ash cloud grounds flights in Sicily",
+            "Airlines cancelled flights at Catania airport because of an ash cloud.",
+        )
+    )
     assert b.started
-    bridge = c.add(_article(2, "Etna volcano ash cloud grounds Catania flights",
-                            "The Etna volcano eruption sent lava to villages and an ash cloud closed Catania airport; airlines cancelled flights."))
+    bridge = c.add(
+        _article(
+            2,
+            "Etna volcano ash cloud grounds Catania flights",
+            "The Etna volcano eruption sent lava to villages and an ash cloud closed Catania airport; airlines cancelled flights.",
+        )
+    )
     assert not bridge.started
-    assert set(bridge.merged + (bridge.story_id,)) == {a.story_id, b.story_id}
+    assert {*bridge.merged, bridge.story_id} == {a.story_id, b.story_id}
     assert len(c.stories) == 1
 
 
@@ -125,8 +147,16 @@ def _seed_inputs() -> list[clustering.ArticleInput]:
         cleaned = clean_article(msg)
         assert isinstance(cleaned, Cleaned)
         found = entities.extract(cleaned.text, "en").entities
-        out.append(clustering.ArticleInput(name, cleaned.title, cleaned.text, tuple(e["name"] for e in found),
-                                           msg.published_at or msg.fetched_at, "en"))
+        out.append(
+            clustering.ArticleInput(
+                name,
+                cleaned.title,
+                cleaned.text,
+                tuple(e["name"] for e in found),
+                msg.published_at or msg.fetched_at,
+                "en",
+            )
+        )
     return sorted(out, key=lambda a: (a.at, a.article_id))
 
 
@@ -165,8 +195,14 @@ def test_seed_preview_joins_the_same_day_story_when_it_arrives_last() -> None:
 
 def test_live_stories_are_capped_longest_idle_first() -> None:
     c = clustering.OnlineClusterer(clustering.Settings(max_stories=2))
-    for i, (t, b) in enumerate([("Port strike ends", "Dock workers ended a strike."), ("Volcano erupts", "Lava reached villages."),
-                                ("Chess final drawn", "The chess final ended in a draw."), ("Bridge reopens", "Traffic returns.")]):
+    for i, (t, b) in enumerate(
+        [
+            ("Port strike ends", "Dock workers ended a strike."),
+            ("Volcano erupts", "Lava reached villages."),
+            ("Chess final drawn", "The chess final ended in a draw."),
+            ("Bridge reopens", "Traffic returns."),
+        ]
+    ):
         c.add(_article(i, t, b, i))
     assert sorted(c.stories) == ["a2", "a3"]
 
@@ -177,9 +213,16 @@ def test_a_story_stays_indexed_under_a_bounded_set_of_terms_however_many_article
     clusterer = clustering.OnlineClusterer()
     core = "Harbour strike Rotterdam dock workers union wage deal terminal containers port " * 3
     decisions = [
-        clusterer.add(clustering.ArticleInput(
-            str(i), "Rotterdam dock strike", f"{core} word{i}a word{i}b word{i}c word{i}d", (), t0 + timedelta(hours=i), "en"
-        ))
+        clusterer.add(
+            clustering.ArticleInput(
+                str(i),
+                "Rotterdam dock strike",
+                f"{core} word{i}a word{i}b word{i}c word{i}d",
+                (),
+                t0 + timedelta(hours=i),
+                "en",
+            )
+        )
         for i in range(120)
     ]
     assert len({d.story_id for d in decisions}) == 1
@@ -243,8 +286,7 @@ def test_a_page_whose_body_is_site_chrome_joins_the_story_its_title_names() -> N
         _article(0, "Astronauts identify unknown microbes in space for the first time", _MICROBES),
         _article(1, "Astronauts have identified unknown microbes in space", f"{_MICROBES} NASA called it a first.", 2),
         _article(2, "Port strike ends", "Dock workers ended their strike at the port after a wage deal.", 3),
-        _article(3, "Astronauts identify unknown microbes in space for first time",
-                 _CHROME, 20),
+        _article(3, "Astronauts identify unknown microbes in space for first time", _CHROME, 20),
     ]
     strict = clustering.Settings(threshold=0.25)  # this toy corpus is too small for realistic idf: raise the bar
     with_title = clustering.cluster(stream, strict)[3]
@@ -283,9 +325,12 @@ def _placed_equals_added(stream: list[clustering.ArticleInput]) -> None:
 
 def test_a_recorded_decision_is_kept_even_where_this_version_would_decide_otherwise() -> None:
     t0 = datetime(2024, 3, 1, tzinfo=UTC)
-    a = clustering.ArticleInput("a", "Port strike ends", "Dock workers ended their strike after a wage deal.", (), t0, "en")
-    b = clustering.ArticleInput("b", "Port strike ends", "Dock workers ended their strike after a wage deal.", (),
-                                t0 + timedelta(hours=1), "en")
+    a = clustering.ArticleInput(
+        "a", "Port strike ends", "Dock workers ended their strike after a wage deal.", (), t0, "en"
+    )
+    b = clustering.ArticleInput(
+        "b", "Port strike ends", "Dock workers ended their strike after a wage deal.", (), t0 + timedelta(hours=1), "en"
+    )
     c = clustering.OnlineClusterer()
     c.place(a, "story-1")
     c.place(b, "story-2")  # an older version kept them apart; the log says so, and the state follows the log

@@ -47,7 +47,7 @@ async def test_sigkill_mid_batch_then_restart_accounts_for_every_message_once(
     with feed.open("w") as fh:
         for i in range(TOTAL):
             if i % INVALID_EVERY == 0:
-                fh.write('{"url": "https://broken.example/%d", "text": \n' % i)
+                fh.write(f'{{"url": "https://broken.example/{i}", "text": \n')
             else:
                 msg = {
                     "url": f"https://wire.example/{i}",
@@ -61,7 +61,12 @@ async def test_sigkill_mid_batch_then_restart_accounts_for_every_message_once(
 
     first = worker_process(settings, tmp_path)
     try:
-        await wait_until(lambda: reaches(pool, 200, CONSUMED_SQL, settings.consumer_group), timeout_s=90, interval_s=0.01, what="progress")
+        await wait_until(
+            lambda: reaches(pool, 200, CONSUMED_SQL, settings.consumer_group),
+            timeout_s=90,
+            interval_s=0.01,
+            what="progress",
+        )
         first.send_signal(signal.SIGKILL)
         first.wait(10)
     finally:
@@ -72,7 +77,11 @@ async def test_sigkill_mid_batch_then_restart_accounts_for_every_message_once(
 
     second = worker_process(settings, tmp_path)
     try:
-        await wait_until(lambda: reaches(pool, TOTAL, CONSUMED_SQL, settings.consumer_group), timeout_s=120, what="all messages consumed")
+        await wait_until(
+            lambda: reaches(pool, TOTAL, CONSUMED_SQL, settings.consumer_group),
+            timeout_s=120,
+            what="all messages consumed",
+        )
         await asyncio.sleep(1.0)  # anything applied twice would show up now
     finally:
         second.send_signal(signal.SIGTERM)

@@ -60,8 +60,9 @@ def expand_macros(sql: str, story_id: str) -> str:
         return INTERVALS[unit]
 
     sql = re.sub(rf"\$__timeFilter\({ARG}\)", r"\1 BETWEEN '2000-01-01' AND '2100-01-01'", sql)
-    sql = re.sub(rf"\$__timeGroupAlias\({ARG},{INTERVAL}\)",
-                 lambda m: f"date_trunc('{interval(m[2])}', {m[1]}) AS \"time\"", sql)
+    sql = re.sub(
+        rf"\$__timeGroupAlias\({ARG},{INTERVAL}\)", lambda m: f"date_trunc('{interval(m[2])}', {m[1]}) AS \"time\"", sql
+    )
     sql = re.sub(rf"\$__timeGroup\({ARG},{INTERVAL}\)", lambda m: f"date_trunc('{interval(m[2])}', {m[1]})", sql)
     sql = re.sub(r"\$\{story\}|\$story\b", story_id, sql)
     assert "$" not in sql, f"a macro or variable left unexpanded in:\n{sql}"
@@ -99,8 +100,16 @@ def test_dashboard_json_is_grafana_shaped() -> None:
             assert relations and all(r.startswith("dashboard.") for r in relations), (p["title"], relations)
 
     sql = "\n".join(t["rawSql"] for p in panels for t in p["targets"])
-    for view in ("stories", "articles", "story_timeline", "story_articles", "story_entities", "entity_daily",
-                 "sources", "rejections"):
+    for view in (
+        "stories",
+        "articles",
+        "story_timeline",
+        "story_articles",
+        "story_entities",
+        "entity_daily",
+        "sources",
+        "rejections",
+    ):
         assert f"dashboard.{view} " in sql, f"no panel reads dashboard.{view}"
     assert "$__timeFilter(" in sql and "$__timeGroupAlias(" in sql
 
@@ -128,11 +137,16 @@ async def test_every_panel_query_returns_rows_as_the_dashboard_role(
     async with running_daemon(settings):
         assert await publish(settings.kafka_bootstrap, settings.raw_topic, [SEEDS], progress=False) == 5
         await publish(settings.kafka_bootstrap, settings.raw_topic, [bad], progress=False)
-        await wait_until(lambda: reaches(pool, 5, STORY_ARTICLES_SQL), timeout_s=120,
-                         what="the 5 seed articles assigned to stories (dashboard.story_articles)")
+        await wait_until(
+            lambda: reaches(pool, 5, STORY_ARTICLES_SQL),
+            timeout_s=120,
+            what="the 5 seed articles assigned to stories (dashboard.story_articles)",
+        )
         await wait_until(lambda: reaches(pool, 1, REJECTIONS_SQL), what="the malformed line in dashboard.rejections")
-        await wait_until(lambda: reaches(pool, 1, "SELECT count(*) FROM dashboard.stories WHERE headline IS NOT NULL"),
-                         what="a story with its aggregates")
+        await wait_until(
+            lambda: reaches(pool, 1, "SELECT count(*) FROM dashboard.stories WHERE headline IS NOT NULL"),
+            what="a story with its aggregates",
+        )
 
     dash = await asyncpg.connect(role_url(settings.database_url, "newsflow_dashboard"))
     try:
@@ -157,7 +171,7 @@ async def test_every_panel_query_returns_rows_as_the_dashboard_role(
                     failures.append(f"{p['title']}: no rows\n{sql}")
                     continue
                 if t["format"] == "time_series":
-                    assert "time" in rows[0].keys(), p["title"]
+                    assert "time" in rows[0], p["title"]
                     assert all(isinstance(r["time"], dt.datetime) for r in rows), p["title"]
         assert not failures, "\n\n".join(failures)
     finally:

@@ -8,10 +8,10 @@ from pathlib import Path
 import asyncpg
 
 from conftest import SEEDS, reaches, running_daemon, scalar, wait_until
-from newsflow.domain import dedup
-from newsflow.ingest.worker import NEAR_REUSE_MIN_JACCARD
 from newsflow.app.publish import publish
 from newsflow.app.reprocess import reprocess
+from newsflow.domain import dedup
+from newsflow.ingest.worker import NEAR_REUSE_MIN_JACCARD
 from newsflow.settings import Settings
 
 MANIFEST = json.loads((SEEDS / "manifest.json").read_text())["files"]
@@ -39,7 +39,7 @@ def test_articles_quoting_the_same_sentences_are_not_near_duplicates() -> None:
     keys = {name: dedup.dedup_key("\n\n".join(body(name))) for name in MANIFEST}
     names = sorted(keys)
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             sim = dedup.similarity(keys[a].signature, keys[a].shingle_count, keys[b].signature, keys[b].shingle_count)
             assert not sim.near_duplicate, (a, b, sim)
 
@@ -55,18 +55,30 @@ def variants() -> dict[str, dict[str, object]]:
 
     def msg(site: str, lines: list[str]) -> dict[str, object]:
         return {
-            "url": f"https://{site}.invalid/putin-xi", "source": site, "fetched_at": "2022-09-15T20:00:00+00:00",
-            "published_at": "2022-09-15T19:00:00+00:00", "text": "\n\n".join(lines),
+            "url": f"https://{site}.invalid/putin-xi",
+            "source": site,
+            "fetched_at": "2022-09-15T20:00:00+00:00",
+            "published_at": "2022-09-15T19:00:00+00:00",
+            "text": "\n\n".join(lines),
         }
 
     return {
         "original": {**msg("nsnews", []), "text": seed_text(ORIGINAL), "source": "Ns News Online"},
         # Same words, other case/quotes/spacing and other (recognised) chrome: the same normalized body.
-        "exact": msg("mirror", [title.upper(), *(p.replace("“", '"').replace("”", '"') for p in text),
-                                "Share post:", "Leave a Reply"]),
+        "exact": msg(
+            "mirror",
+            [title.upper(), *(p.replace("“", '"').replace("”", '"') for p in text), "Share post:", "Leave a Reply"],
+        ),
         # The wire story under site chrome the rules do not know: header and footer lines stay in the text.
-        "chrome": msg("wiresite", ["WireSite Daily — independent news from Central Asia since 2004", title, *text,
-                                   "WireSite Daily is funded by its readers in eleven countries across the region."]),
+        "chrome": msg(
+            "wiresite",
+            [
+                "WireSite Daily — independent news from Central Asia since 2004",
+                title,
+                *text,
+                "WireSite Daily is funded by its readers in eleven countries across the region.",
+            ],
+        ),
         "truncated": msg("syndic", [title, *text[:half], "Read more: Putin, Xi meet for first time since invasion"]),
         "edited": msg("rewrite", [title, *edited]),
     }
@@ -78,21 +90,24 @@ async def test_duplicates_point_at_the_first_seen_article_and_others_do_not(
     copies = variants()
     first, rest = tmp_path / "first.jsonl", tmp_path / "rest.jsonl"
     first.write_text(json.dumps(copies.pop("original")) + "\n")
-    others = [{**m, "text": seed_text(name)}
-              for name, m in MANIFEST.items() if name != ORIGINAL]
+    others = [{**m, "text": seed_text(name)} for name, m in MANIFEST.items() if name != ORIGINAL]
     rest.write_text("\n".join(json.dumps(m) for m in [*copies.values(), *others]) + "\n")
     async with running_daemon(settings):
         await publish(settings.kafka_bootstrap, settings.raw_topic, [first], progress=False)
         await wait_until(lambda: reaches(pool, 1, "SELECT count(*) FROM dashboard.articles"), what="the original")
         await publish(settings.kafka_bootstrap, settings.raw_topic, [rest], progress=False)
         await wait_until(lambda: reaches(pool, 9, "SELECT count(*) FROM dashboard.articles"), what="all articles")
-        await wait_until(lambda: reaches(pool, 4, "SELECT count(*) FROM dashboard.articles WHERE duplicate_of IS NOT NULL"),
-                         what="duplicates projected")
+        await wait_until(
+            lambda: reaches(pool, 4, "SELECT count(*) FROM dashboard.articles WHERE duplicate_of IS NOT NULL"),
+            what="duplicates projected",
+        )
         # Re-keying every stored article in first-seen order reaches the same conclusions.
         assert await reprocess(pool, None, "dedup") == 9 + 4
         head = await scalar(pool, "SELECT max(position) FROM newsflow.events")
-        await wait_until(lambda: reaches(pool, head, "SELECT position FROM newsflow.checkpoints"
-                                                     " WHERE name = 'projection.stories'"), what="projection caught up")
+        await wait_until(
+            lambda: reaches(pool, head, "SELECT position FROM newsflow.checkpoints WHERE name = 'projection.stories'"),
+            what="projection caught up",
+        )
     async with pool.acquire() as conn:
         rows = {r["url"]: r for r in await conn.fetch("SELECT * FROM dashboard.articles")}
         all_detected = await conn.fetch(
@@ -122,8 +137,11 @@ async def test_duplicates_point_at_the_first_seen_article_and_others_do_not(
     # The exact duplicate and the close near duplicates did not pay for the entity model: they took the
     # canonical's result, and say so; a copy that lost half the text ran the model on what it has.
     original_id, exact_id = str(rows[original_url]["id"]), str(rows[str(copies["exact"]["url"])]["id"])
-    close = {str(rows[str(copies[n]["url"])]["id"]) for n in ("chrome", "truncated", "edited")
-             if detected[str(rows[str(copies[n]["url"])]["id"])]["similarity"] >= NEAR_REUSE_MIN_JACCARD}
+    close = {
+        str(rows[str(copies[n]["url"])]["id"])
+        for n in ("chrome", "truncated", "edited")
+        if detected[str(rows[str(copies[n]["url"])]["id"])]["similarity"] >= NEAR_REUSE_MIN_JACCARD
+    }
     truncated_id = str(rows[str(copies["truncated"]["url"])]["id"])
     assert close and truncated_id not in close
     assert {a for a, run in entity_runs.items() if run["reused_from"]} == {exact_id, *close}

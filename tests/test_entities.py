@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
-from newsflow.ingest import entity_plan
 from newsflow.domain.entities import CHUNK_CHARS, chunk_spans, extract
+from newsflow.ingest import entity_plan
 from newsflow.ingest.stage_runner import StageRunner
 from test_cleaning import SEEDS, cleaned, seed_message
 
@@ -30,7 +31,7 @@ def test_short_mentions_and_acronyms_resolve_to_the_full_name() -> None:
     for short in ("Putin", "Xi", "SCO", "Raisi", "AFP"):
         assert short not in found, f"{short} should be folded into its full name"
     text = cleaned(seed_message("000_0a4c76719d70d0cd.txt")).text
-    assert text[putin["first_offset"]:].startswith("Vladimir Putin")
+    assert text[putin["first_offset"] :].startswith("Vladimir Putin")
 
 
 def test_titles_and_honorifics_are_stripped() -> None:
@@ -63,7 +64,7 @@ def test_a_long_text_is_read_in_line_aligned_pieces_that_cover_it() -> None:
     spans = chunk_spans(text)
     assert len(spans) >= 3
     assert spans[0][0] == 0 and spans[-1][1] == len(text)
-    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:])), "contiguous, nothing skipped or read twice"
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(spans)), "contiguous, nothing skipped or read twice"
     assert all(end - start <= CHUNK_CHARS for start, end in spans)
     assert all(text[end - 1] == "\n" for _, end in spans[:-1]), "cut after a line break"
     assert chunk_spans("short text") == [(0, 10)]

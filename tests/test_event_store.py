@@ -9,9 +9,9 @@ import asyncpg
 import pytest
 
 from conftest import role_url
-from newsflow.readside import projections
 from newsflow.adapters import postgres
 from newsflow.domain.events import ArticleRejected, EventPayload, EventRegistry, NewEvent, registry
+from newsflow.readside import projections
 from newsflow.readside.log_reader import LogReader
 
 
@@ -26,7 +26,11 @@ async def test_append_assigns_stream_versions_and_global_positions(pool: asyncpg
         events = await postgres.read_after(conn, 0, 100)
         stream = await postgres.read_stream(conn, "s-1")
     assert [e.position for e in events] == positions == sorted(positions)
-    assert [(e.stream_id, e.stream_version, e.payload["n"]) for e in events] == [("s-1", 1, 1), ("s-2", 1, 2), ("s-1", 2, 3)]
+    assert [(e.stream_id, e.stream_version, e.payload["n"]) for e in events] == [
+        ("s-1", 1, 1),
+        ("s-2", 1, 2),
+        ("s-1", 2, 3),
+    ]
     assert [e.stream_version for e in stream] == [1, 2]
     assert events[0].metadata == {"causation": {"kind": "test"}}
     assert events[0].recorded_at.tzinfo is not None
@@ -141,12 +145,18 @@ async def test_old_event_versions_are_upcast_when_read(pool: asyncpg.Pool) -> No
     assert reg.upcast(stored[0]).schema_version == 3 and stored[0].payload == {"name": "Xi Jinping"}
 
 
-
-
 async def test_rejections_stored_as_v1_still_project_with_an_unknown_source(pool: asyncpg.Pool) -> None:
     """ArticleRejected v2 added ``source``; a v1 event in an old log reads as source None and still projects."""
-    v1 = {"reason": "invalid_json", "detail": "Expecting value", "errors": [], "raw_sha256": "0" * 64,
-          "raw_size": 3, "raw_preview": "e30=", "key": None, "dead_letter_topic": "dlq"}
+    v1 = {
+        "reason": "invalid_json",
+        "detail": "Expecting value",
+        "errors": [],
+        "raw_sha256": "0" * 64,
+        "raw_size": 3,
+        "raw_preview": "e30=",
+        "key": None,
+        "dead_letter_topic": "dlq",
+    }
     async with pool.acquire() as conn, conn.transaction():
         await postgres.append(conn, [NewEvent("rejection-old", "ArticleRejected", 1, v1, {})])
     await LogReader(projections.STORIES_READER, pool, projections.apply_events).catch_up()
@@ -184,8 +194,21 @@ def test_merges_stored_as_v1_read_as_bridges() -> None:
     from newsflow.domain.events import RecordedEvent, StoriesMerged
 
     story, other, article = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    v1 = RecordedEvent(1, uuid.uuid4(), f"story-{story}", 2, "StoriesMerged", 1,
-                       {"story_id": str(story), "clusterer_version": "3", "merged_story_ids": [str(other)],
-                        "bridging_article_id": str(article)}, {}, dt.datetime.now(dt.UTC))
+    v1 = RecordedEvent(
+        1,
+        uuid.uuid4(),
+        f"story-{story}",
+        2,
+        "StoriesMerged",
+        1,
+        {
+            "story_id": str(story),
+            "clusterer_version": "3",
+            "merged_story_ids": [str(other)],
+            "bridging_article_id": str(article),
+        },
+        {},
+        dt.datetime.now(dt.UTC),
+    )
     parsed = registry.parse(v1)
     assert isinstance(parsed, StoriesMerged) and parsed.reason == "bridge" and parsed.merged_story_ids == [other]

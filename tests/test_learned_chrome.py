@@ -16,17 +16,43 @@ import asyncpg
 
 from conftest import reaches, running_daemon, wait_until
 from newsflow.adapters import chrome_store
-from newsflow.domain.cleaning.learned_chrome import MIN_ARTICLES
 from newsflow.app.publish import publish
+from newsflow.domain.cleaning.learned_chrome import MIN_ARTICLES
 from newsflow.settings import Settings
 
 FOOTER_A = ["Footer Times is an independent newsroom founded in 1998", "Our reporters work in twelve cities"]
 FOOTER_B = ["Footer Times prints a weekend edition every Saturday", "Tips go to the newsdesk around the clock"]
 WAVE = 4
-VOCABULARY = (
-    "council harbour budget minister river election court school hospital railway farmers strike museum "
-    "police festival bridge market energy drought mayor union report vote plan city region village storm"
-).split()
+VOCABULARY = [
+    "council",
+    "harbour",
+    "budget",
+    "minister",
+    "river",
+    "election",
+    "court",
+    "school",
+    "hospital",
+    "railway",
+    "farmers",
+    "strike",
+    "museum",
+    "police",
+    "festival",
+    "bridge",
+    "market",
+    "energy",
+    "drought",
+    "mayor",
+    "union",
+    "report",
+    "vote",
+    "plan",
+    "city",
+    "region",
+    "village",
+    "storm",
+]
 CLEANED_SQL = "SELECT count(*) FROM newsflow.events WHERE type = 'ArticleCleaned'"
 STATE_SQL = (
     "SELECT source, line_hash, articles, learned_seq IS NOT NULL AS learned"
@@ -36,9 +62,7 @@ STATE_SQL = (
 
 def article(i: int, source: str, footer: list[str]) -> dict[str, object]:
     rnd = random.Random(i)
-    paragraphs = [
-        " ".join(rnd.choice(VOCABULARY) for _ in range(30)).capitalize() + "." for _ in range(3)
-    ]
+    paragraphs = [" ".join(rnd.choice(VOCABULARY) for _ in range(30)).capitalize() + "." for _ in range(3)]
     return {
         "url": f"https://{source.replace(' ', '').lower()}.invalid/{i}",
         "source": source,
@@ -68,21 +92,21 @@ async def test_site_footer_is_learned_relearned_after_a_change_and_rebuilt_from_
         # In waves, as a site publishes over time: what a batch learns applies from the next batch on.
         for start in range(0, len(stream), WAVE):
             wave = tmp_path / f"wave-{start}.jsonl"
-            wave.write_text("\n".join(json.dumps(m) for m in stream[start:start + WAVE]) + "\n")
+            wave.write_text("\n".join(json.dumps(m) for m in stream[start : start + WAVE]) + "\n")
             await publish(settings.kafka_bootstrap, settings.raw_topic, [wave], progress=False)
             await wait_until(lambda n=start + WAVE: reaches(pool, n, CLEANED_SQL), what=f"wave at {start}")
 
     seen = await footers_by_url(pool)
     ft = [seen[str(m["url"])] for m in stream[: 6 * WAVE]]
-    other = [seen[str(m["url"])] for m in stream[6 * WAVE:]]
+    other = [seen[str(m["url"])] for m in stream[6 * WAVE :]]
     assert MIN_ARTICLES > WAVE, "the first wave of each footer cannot have learned it yet"
     for text, learned in ft[:WAVE]:  # footer A, first wave: not yet known
         assert all(line in text for line in FOOTER_A) and not learned
-    for text, learned in ft[2 * WAVE: 3 * WAVE]:  # footer A, third wave: learned
+    for text, learned in ft[2 * WAVE : 3 * WAVE]:  # footer A, third wave: learned
         assert sorted(learned) == sorted(FOOTER_A) and not any(line in text for line in FOOTER_A)
-    for text, learned in ft[3 * WAVE: 4 * WAVE]:  # the site switched footers: B is new again
+    for text, learned in ft[3 * WAVE : 4 * WAVE]:  # the site switched footers: B is new again
         assert all(line in text for line in FOOTER_B) and not learned
-    for text, learned in ft[5 * WAVE:]:  # footer B learned too
+    for text, learned in ft[5 * WAVE :]:  # footer B learned too
         assert sorted(learned) == sorted(FOOTER_B) and not any(line in text for line in FOOTER_B)
     for text, learned in other:  # another site's identical lines are its own business
         assert all(line in text for line in FOOTER_A) and not learned

@@ -10,13 +10,12 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer
 
 from conftest import CONSUMED_SQL, RECEIVED_SQL, SEEDS, reaches, role_url, running_daemon, scalar, wait_until
-from newsflow.app import status
 from newsflow.adapters import kafka
+from newsflow.app import status
+from newsflow.app.publish import publish
 from newsflow.domain.stages import SourceRecord
 from newsflow.ingest.worker import PipelineWorker, sought_before
-from newsflow.app.publish import publish
 from newsflow.settings import Settings
-
 
 ARTICLES_SQL = "SELECT count(*) FROM dashboard.articles"
 STORY_DECISIONS_SQL = "SELECT count(*) FROM newsflow.events WHERE type = 'ArticleAssignedToStory'"
@@ -80,7 +79,9 @@ async def test_same_message_twice_yields_one_set_of_events(
     feed.write_text(f"{line}\n{line}\n")
     async with running_daemon(settings):
         await publish(settings.kafka_bootstrap, settings.raw_topic, [feed], progress=False)
-        await wait_until(lambda: reaches(pool, 2, CONSUMED_SQL, settings.consumer_group), what="both deliveries consumed")
+        await wait_until(
+            lambda: reaches(pool, 2, CONSUMED_SQL, settings.consumer_group), what="both deliveries consumed"
+        )
         await wait_until(lambda: reaches(pool, 1, STORY_DECISIONS_SQL), what="the clusterer's decision")
     assert await scalar(pool, RECEIVED_SQL) == 1
     # received, cleaned, language, dedup, entities
@@ -93,8 +94,12 @@ async def test_changed_content_for_the_same_url_is_a_revision_and_views_follow_i
 ) -> None:
     url = "https://wire.example/story-2"
     first = message(url, "Port strike ends\n\nDock workers returned to work on Thursday after a deal.")
-    second = message(url, "Port strike ends after nine days\n\nDock workers returned to work on Thursday after a "
-                          "new wage deal was agreed overnight.", fetched_at="2022-09-15T12:00:00+00:00")
+    second = message(
+        url,
+        "Port strike ends after nine days\n\nDock workers returned to work on Thursday after a "
+        "new wage deal was agreed overnight.",
+        fetched_at="2022-09-15T12:00:00+00:00",
+    )
     for i, msg in enumerate([first, second]):
         feed = tmp_path / f"v{i}.jsonl"
         feed.write_text(json.dumps(msg) + "\n")
@@ -118,9 +123,16 @@ async def test_changed_content_for_the_same_url_is_a_revision_and_views_follow_i
         )
         title = await conn.fetchval("SELECT title FROM dashboard.articles WHERE url = $1", url)
     assert [t["type"] for t in types] == [
-        "ArticleReceived", "ArticleCleaned", "ArticleLanguageDetected", "ArticleDedupKeyed",
+        "ArticleReceived",
+        "ArticleCleaned",
+        "ArticleLanguageDetected",
+        "ArticleDedupKeyed",
         "ArticleEntitiesExtracted",
-        "ArticleReceived", "ArticleRevised", "ArticleCleaned", "ArticleLanguageDetected", "ArticleDedupKeyed",
+        "ArticleReceived",
+        "ArticleRevised",
+        "ArticleCleaned",
+        "ArticleLanguageDetected",
+        "ArticleDedupKeyed",
         "ArticleEntitiesExtracted",
     ]
     revised = types[6]["payload"]
@@ -137,7 +149,9 @@ async def test_redelivered_batch_is_applied_once(settings: Settings, pool: async
     await worker.producer.start()
     try:
         records = [
-            SourceRecord(settings.raw_topic, 0, i, None, json.dumps(message(f"https://x.example/{i}", f"text {i}")).encode())
+            SourceRecord(
+                settings.raw_topic, 0, i, None, json.dumps(message(f"https://x.example/{i}", f"text {i}")).encode()
+            )
             for i in range(3)
         ] + [SourceRecord(settings.raw_topic, 0, 3, None, b"{broken")]
         await worker.handle_batch(records)
@@ -165,9 +179,9 @@ BAD_LINES = {
     ).encode(),
     "empty_after_cleaning": json.dumps(message("https://bad.example/9", "Leave a Reply\n\nShare post:")).encode(),
     # Many tiny paragraphs: trafilatura needs minutes for this page (super-linear), the stage timeout cuts it.
-    "cleaning_timeout": json.dumps(message(
-        "https://bad.example/10", None, html="<html><body>" + "<div><p>short text</p></div>" * 32000
-    )).encode(),
+    "cleaning_timeout": json.dumps(
+        message("https://bad.example/10", None, html="<html><body>" + "<div><p>short text</p></div>" * 32000)
+    ).encode(),
 }
 
 
@@ -213,7 +227,9 @@ async def test_bad_input_is_rejected_with_reason_and_kept_on_the_dead_letter_top
         assert headers["newsflow.error.detail"]
 
 
-async def test_a_regressed_partition_does_not_drop_other_partitions_records(settings: Settings, pool: asyncpg.Pool) -> None:
+async def test_a_regressed_partition_does_not_drop_other_partitions_records(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
     """Found by the SIGKILL test: dropping the whole batch lost records the consumer had moved past."""
     worker = PipelineWorker(settings, pool)
     worker.expected = {0: 10, 1: 0}
@@ -244,8 +260,9 @@ async def test_no_batch_commits_past_a_failed_one_and_a_restart_applies_each_mes
     settings = settings.model_copy(update={"batch_max_records": 2, "max_in_flight": 6, "raw_partitions": 1})
     feed = tmp_path / "feed.jsonl"
     urls = [f"https://order.example/{i}" for i in range(12)]  # more than max_in_flight: two commits at least
-    feed.write_text("".join(json.dumps(message(u, f"Article number {i} about the port.")) + "\n"
-                            for i, u in enumerate(urls)))
+    feed.write_text(
+        "".join(json.dumps(message(u, f"Article number {i} about the port.")) + "\n" for i, u in enumerate(urls))
+    )
     await kafka.ensure_topics(settings.kafka_bootstrap, [(settings.raw_topic, 1), (settings.dlq_topic, 1)])
     await publish(settings.kafka_bootstrap, settings.raw_topic, [feed], progress=False)
 
@@ -263,7 +280,9 @@ async def test_no_batch_commits_past_a_failed_one_and_a_restart_applies_each_mes
         await wait_until(lambda: reaches(pool, len(urls), RECEIVED_SQL), what="every message after the restart")
         await wait_until(lambda: reaches(pool, len(urls), CONSUMED_SQL, settings.consumer_group), what="offsets")
     async with pool.acquire() as conn:
-        received = await conn.fetch("SELECT payload->'message'->>'url' AS url FROM newsflow.events WHERE type = 'ArticleReceived'")
+        received = await conn.fetch(
+            "SELECT payload->'message'->>'url' AS url FROM newsflow.events WHERE type = 'ArticleReceived'"
+        )
     assert sorted(r["url"] for r in received) == sorted(urls)
 
 
@@ -284,8 +303,10 @@ async def test_a_slow_message_holds_back_only_its_own_partition(settings: Settin
         await producer.stop()
     async with running_daemon(settings):
         await wait_until(lambda: reaches(pool, 3, RECEIVED_SQL), what="the fast partition's articles")
-        await wait_until(lambda: reaches(pool, 1, "SELECT count(*) FROM newsflow.events WHERE type = 'ArticleRejected'"),
-                         what="the slow page's rejection")
+        await wait_until(
+            lambda: reaches(pool, 1, "SELECT count(*) FROM newsflow.events WHERE type = 'ArticleRejected'"),
+            what="the slow page's rejection",
+        )
     async with pool.acquire() as conn:
         received = await conn.fetch("SELECT position FROM newsflow.events WHERE type = 'ArticleReceived'")
         rejected = await conn.fetchrow("SELECT position, payload FROM newsflow.events WHERE type = 'ArticleRejected'")

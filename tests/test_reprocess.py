@@ -9,8 +9,8 @@ import asyncpg
 from conftest import SEEDS, reaches, running_daemon, scalar, wait_until
 from newsflow.app.publish import publish
 from newsflow.app.reprocess import reprocess
-from newsflow.settings import Settings
 from newsflow.ingest.stage_runner import StageRunner
+from newsflow.settings import Settings
 
 COUNT = "SELECT count(*) FROM newsflow.events WHERE type = $1"
 
@@ -18,8 +18,10 @@ COUNT = "SELECT count(*) FROM newsflow.events WHERE type = $1"
 async def test_reprocessed_stages_append_and_views_follow_the_latest(settings: Settings, pool: asyncpg.Pool) -> None:
     async with running_daemon(settings):
         await publish(settings.kafka_bootstrap, settings.raw_topic, [SEEDS], progress=False)
-        await wait_until(lambda: reaches(pool, 5, "SELECT count(*) FROM dashboard.entity_mentions"
-                                                  " WHERE name = 'Vladimir Putin'"), what="entities of 5 articles")
+        await wait_until(
+            lambda: reaches(pool, 5, "SELECT count(*) FROM dashboard.entity_mentions WHERE name = 'Vladimir Putin'"),
+            what="entities of 5 articles",
+        )
         runner = StageRunner(workers=2, timeout_s=30, memory_mb=0)
         try:
             await runner.start()
@@ -31,8 +33,10 @@ async def test_reprocessed_stages_append_and_views_follow_the_latest(settings: S
         finally:
             runner.close()
         head = await scalar(pool, "SELECT max(position) FROM newsflow.events")
-        await wait_until(lambda: reaches(pool, head, "SELECT position FROM newsflow.checkpoints"
-                                                     " WHERE name = 'projection.stories'"), what="projection caught up")
+        await wait_until(
+            lambda: reaches(pool, head, "SELECT position FROM newsflow.checkpoints WHERE name = 'projection.stories'"),
+            what="projection caught up",
+        )
     for event_type in ("ArticleEntitiesExtracted", "ArticleLanguageDetected", "ArticleCleaned"):
         assert await scalar(pool, COUNT, event_type) == 10, f"old {event_type} events stay, new ones follow"
     async with pool.acquire() as conn:

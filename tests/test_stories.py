@@ -16,9 +16,9 @@ import asyncpg
 import pytest
 
 from conftest import SEEDS, reaches, role_url, running_daemon, scalar, wait_until
-from newsflow.readside import projections, story_clusterer, story_history
 from newsflow.adapters import postgres
 from newsflow.adapters.embedded import EmbeddedPostgres
+from newsflow.app.publish import publish
 from newsflow.domain.events import (
     ArticleAssignedToStory,
     ArticleCleaned,
@@ -27,8 +27,8 @@ from newsflow.domain.events import (
     StoryStarted,
 )
 from newsflow.domain.identity import article_id_for, article_stream
+from newsflow.readside import projections, story_clusterer, story_history
 from newsflow.readside.log_reader import LogReader
-from newsflow.app.publish import publish
 from newsflow.readside.rebuild import rebuild
 from newsflow.settings import Settings
 
@@ -52,11 +52,21 @@ def _later_messages() -> list[dict[str, object]]:
     manifest = json.loads((SEEDS / "manifest.json").read_text())["files"]
     seed0 = sorted(manifest)[0]
     return [
-        {"url": COPY_URL, "source": "Wire Copy", "fetched_at": "2022-09-15T19:00:00+00:00",
-         "published_at": "2022-09-15T18:45:00+00:00", "text": (SEEDS / seed0).read_text(encoding="utf-8")},
-        {"url": STRIKE_URL, "source": "Harbour News", "fetched_at": "2022-09-20T12:00:00+00:00",
-         "published_at": "2022-09-20T11:00:00+00:00", "title": "Rotterdam dock strike ends with wage deal",
-         "text": PORT_STRIKE},
+        {
+            "url": COPY_URL,
+            "source": "Wire Copy",
+            "fetched_at": "2022-09-15T19:00:00+00:00",
+            "published_at": "2022-09-15T18:45:00+00:00",
+            "text": (SEEDS / seed0).read_text(encoding="utf-8"),
+        },
+        {
+            "url": STRIKE_URL,
+            "source": "Harbour News",
+            "fetched_at": "2022-09-20T12:00:00+00:00",
+            "published_at": "2022-09-20T11:00:00+00:00",
+            "title": "Rotterdam dock strike ends with wage deal",
+            "text": PORT_STRIKE,
+        },
     ]
 
 
@@ -78,7 +88,9 @@ async def _fill(settings: Settings, pool: asyncpg.Pool, tmp_path: Path) -> None:
 
 async def _checksums(conn: asyncpg.Connection) -> dict[str, str]:
     return {
-        t: await conn.fetchval(f"SELECT md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) FROM projection.{t} x")
+        t: await conn.fetchval(
+            f"SELECT md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) FROM projection.{t} x"
+        )
         for t in projections.TABLES
     }
 
@@ -111,7 +123,9 @@ async def test_seeds_form_one_story_copies_follow_and_unrelated_news_starts_anot
             assert m["score"] > 0 and m["why"].startswith("score ") and m["shared_entities"]
     copy = by_url[COPY_URL]
     assert copy["role"] == "duplicate" and copy["duplicate_kind"] == "exact"
-    assert copy["why"].startswith("duplicate of https://nsnewsonline.invalid/") and copy["why"].endswith("(similarity 1.000)")
+    assert copy["why"].startswith("duplicate of https://nsnewsonline.invalid/") and copy["why"].endswith(
+        "(similarity 1.000)"
+    )
 
     s = stories[seed_story]
     assert (s["article_count"], s["canonical_count"], s["duplicate_count"], s["source_count"]) == (6, 5, 1, 6)
@@ -149,11 +163,19 @@ async def test_rebuild_equals_incremental_and_the_live_projector_goes_on(
         assert not await conn.fetchval("SELECT count(*) FROM pg_namespace WHERE nspname = 'projection_rebuild'")
     assert result["articles"] == 7 and result["stories"] == stories >= 2
     feed = tmp_path / "more.jsonl"
-    feed.write_text(json.dumps({
-        "url": "https://harbour-news.invalid/rotterdam-backlog", "source": "Harbour News",
-        "fetched_at": "2022-09-21T12:00:00+00:00", "published_at": "2022-09-21T11:00:00+00:00",
-        "title": "Rotterdam container backlog clears after dock strike", "text": PORT_STRIKE.replace("Tuesday", "Monday"),
-    }) + "\n")
+    feed.write_text(
+        json.dumps(
+            {
+                "url": "https://harbour-news.invalid/rotterdam-backlog",
+                "source": "Harbour News",
+                "fetched_at": "2022-09-21T12:00:00+00:00",
+                "published_at": "2022-09-21T11:00:00+00:00",
+                "title": "Rotterdam container backlog clears after dock strike",
+                "text": PORT_STRIKE.replace("Tuesday", "Monday"),
+            }
+        )
+        + "\n"
+    )
     async with running_daemon(settings):
         await publish(settings.kafka_bootstrap, settings.raw_topic, [feed], progress=False)
         await wait_until(
@@ -171,9 +193,7 @@ async def test_story_as_it_stood_before_the_copy_arrived(
             "SELECT min(recorded_at) FROM newsflow.events WHERE stream_id = $1",
             article_stream(article_id_for(COPY_URL)),
         )
-        story_id = await conn.fetchval(
-            "SELECT story_id FROM projection.articles WHERE url = $1", COPY_URL
-        )
+        story_id = await conn.fetchval("SELECT story_id FROM projection.articles WHERE url = $1", COPY_URL)
         now = await story_history.show(conn, story_id)
         before = await story_history.show(conn, story_id, copy_received - timedelta(microseconds=1))
         with pytest.raises(story_history.StoryNotFound):
@@ -182,7 +202,7 @@ async def test_story_as_it_stood_before_the_copy_arrived(
     assert before["article_count"] == 5 and before["duplicate_count"] == 0 and "Wire Copy" not in before["sources"]
     assert {a["url"] for a in now["articles"]} - {a["url"] for a in before["articles"]} == {COPY_URL}
     assert before["headline"] and before["entities"][0]["name"] in {"Xi Jinping", "Vladimir Putin"}
-    assert [a for a in now["articles"] if a["url"] == COPY_URL][0]["why"].startswith("duplicate of https://")
+    assert next(a for a in now["articles"] if a["url"] == COPY_URL)["why"].startswith("duplicate of https://")
 
 
 async def test_clusterer_restored_from_a_snapshot_decides_as_an_uninterrupted_one(
@@ -204,10 +224,13 @@ async def test_clusterer_restored_from_a_snapshot_decides_as_an_uninterrupted_on
     fresh = await postgres.create_pool(fresh_url, size=2)
     try:
         async with fresh.acquire() as conn, conn.transaction():
-            await postgres.append(conn, [
-                NewEvent(r["stream_id"], r["type"], r["schema_version"], r["payload"], r["metadata"], r["event_id"])
-                for r in pipeline_events
-            ])
+            await postgres.append(
+                conn,
+                [
+                    NewEvent(r["stream_id"], r["type"], r["schema_version"], r["payload"], r["metadata"], r["event_id"])
+                    for r in pipeline_events
+                ],
+            )
         clusterer = story_clusterer.StoryClusterer(snapshot_every=10_000)
         await LogReader(story_clusterer.READER, fresh, clusterer.handle, page_size=1000).catch_up()
         async with fresh.acquire() as conn:
@@ -220,7 +243,9 @@ async def test_clusterer_restored_from_a_snapshot_decides_as_an_uninterrupted_on
 async def _decisions(conn: asyncpg.Connection) -> dict[str, tuple[object, ...]]:
     rows = await conn.fetch("SELECT payload FROM newsflow.events WHERE type = 'ArticleAssignedToStory'")
     return {
-        r["payload"]["article_id"]: tuple(r["payload"][k] for k in ("story_id", "role", "started", "score", "top_terms"))
+        r["payload"]["article_id"]: tuple(
+            r["payload"][k] for k in ("story_id", "role", "started", "score", "top_terms")
+        )
         for r in rows
     }
 
@@ -231,21 +256,33 @@ TIANGONG = (
     "tonnes to burn up on reentry over the ocean, though some debris of the spacecraft may survive. "
 )
 BACKGROUND_FEED = [  # an explainer, then the reentry reports 15 months later (beyond the 365-day live window)
-    {"url": "https://space-explainers.invalid/tiangong-1-not-out-of-control", "source": "Space Explainers",
-     "fetched_at": "2016-09-21T10:00:00+00:00", "published_at": "2016-09-21T09:00:00+00:00",
-     "title": "China's space station is not out of control, says its agency",
-     "text": TIANGONG + "The agency said in 2016 that it had lost telemetry but that the station was stable and "
-             "posed no danger; astronomers watching Tiangong-1 said it was tumbling slowly."},
-    {"url": "https://orbit-daily.invalid/tiangong-1-to-crash", "source": "Orbit Daily",
-     "fetched_at": "2018-01-02T10:00:00+00:00", "published_at": "2018-01-02T09:00:00+00:00",
-     "title": "Tiangong-1 space station will crash to Earth within weeks",
-     "text": TIANGONG + "The European Space Agency now predicts the reentry for March, with a window of several "
-             "weeks; the spacecraft is out of control and its debris could land anywhere."},
-    {"url": "https://skywatch.invalid/tiangong-1-reentry-date", "source": "Skywatch",
-     "fetched_at": "2018-01-09T10:00:00+00:00", "published_at": "2018-01-09T09:00:00+00:00",
-     "title": "When will Tiangong-1 fall? Space station reentry date still uncertain",
-     "text": TIANGONG + "Trackers narrowed the reentry window of the falling space station to late March or "
-             "early April; the European Space Agency updates its forecast of Tiangong-1 each week."},
+    {
+        "url": "https://space-explainers.invalid/tiangong-1-not-out-of-control",
+        "source": "Space Explainers",
+        "fetched_at": "2016-09-21T10:00:00+00:00",
+        "published_at": "2016-09-21T09:00:00+00:00",
+        "title": "China's space station is not out of control, says its agency",
+        "text": TIANGONG + "The agency said in 2016 that it had lost telemetry but that the station was stable and "
+        "posed no danger; astronomers watching Tiangong-1 said it was tumbling slowly.",
+    },
+    {
+        "url": "https://orbit-daily.invalid/tiangong-1-to-crash",
+        "source": "Orbit Daily",
+        "fetched_at": "2018-01-02T10:00:00+00:00",
+        "published_at": "2018-01-02T09:00:00+00:00",
+        "title": "Tiangong-1 space station will crash to Earth within weeks",
+        "text": TIANGONG + "The European Space Agency now predicts the reentry for March, with a window of several "
+        "weeks; the spacecraft is out of control and its debris could land anywhere.",
+    },
+    {
+        "url": "https://skywatch.invalid/tiangong-1-reentry-date",
+        "source": "Skywatch",
+        "fetched_at": "2018-01-09T10:00:00+00:00",
+        "published_at": "2018-01-09T09:00:00+00:00",
+        "title": "When will Tiangong-1 fall? Space station reentry date still uncertain",
+        "text": TIANGONG + "Trackers narrowed the reentry window of the falling space station to late March or "
+        "early April; the European Space Agency updates its forecast of Tiangong-1 each week.",
+    },
 ]
 
 
@@ -274,29 +311,83 @@ async def test_merged_stories_project_as_one_and_time_travel_sees_them_apart(poo
     base = datetime(2024, 5, 1, 8, tzinfo=UTC)
 
     def cleaned(i: int) -> NewEvent:
-        return NewEvent.of(article_stream(articles[i]), ArticleCleaned(
-            article_id=articles[i], stage_version="t", url=f"https://m.invalid/{i}", source=f"Outlet {i}",
-            title=f"Title {i}", text=f"Body {i} about the bridge.", word_count=5, published_at=base + timedelta(hours=i),
-            fetched_at=base + timedelta(hours=i), language_hint="en", input_kind="text", extractor=None, metadata={},
-            removed=[], removed_counts={}, chrome_candidates=[],
-        ), {})
+        return NewEvent.of(
+            article_stream(articles[i]),
+            ArticleCleaned(
+                article_id=articles[i],
+                stage_version="t",
+                url=f"https://m.invalid/{i}",
+                source=f"Outlet {i}",
+                title=f"Title {i}",
+                text=f"Body {i} about the bridge.",
+                word_count=5,
+                published_at=base + timedelta(hours=i),
+                fetched_at=base + timedelta(hours=i),
+                language_hint="en",
+                input_kind="text",
+                extractor=None,
+                metadata={},
+                removed=[],
+                removed_counts={},
+                chrome_candidates=[],
+            ),
+            {},
+        )
 
     def assigned(story: uuid.UUID, i: int, started: bool) -> NewEvent:
-        return NewEvent.of(f"story-{story}", ArticleAssignedToStory(
-            story_id=story, clusterer_version="t", article_id=articles[i], role="canonical", started=started,
-            score=1.0 if started else 0.5, shared_entities=[], top_terms=["bridge"],
-        ), {})
+        return NewEvent.of(
+            f"story-{story}",
+            ArticleAssignedToStory(
+                story_id=story,
+                clusterer_version="t",
+                article_id=articles[i],
+                role="canonical",
+                started=started,
+                score=1.0 if started else 0.5,
+                shared_entities=[],
+                top_terms=["bridge"],
+            ),
+            {},
+        )
 
     batches = [
-        [cleaned(0), NewEvent.of(f"story-{a}", StoryStarted(story_id=a, clusterer_version="t", article_id=articles[0],
-                                                             best_score=0.0, top_terms=["bridge"]), {}),
-         assigned(a, 0, True)],
-        [cleaned(1), NewEvent.of(f"story-{b}", StoryStarted(story_id=b, clusterer_version="t", article_id=articles[1],
-                                                             best_score=0.1, top_terms=["bridge"]), {}),
-         assigned(b, 1, True)],
-        [cleaned(2), NewEvent.of(f"story-{b}", StoriesMerged(story_id=b, clusterer_version="t", merged_story_ids=[a],
-                                                              bridging_article_id=articles[2], reason="background"), {}),
-         assigned(b, 2, False)],
+        [
+            cleaned(0),
+            NewEvent.of(
+                f"story-{a}",
+                StoryStarted(
+                    story_id=a, clusterer_version="t", article_id=articles[0], best_score=0.0, top_terms=["bridge"]
+                ),
+                {},
+            ),
+            assigned(a, 0, True),
+        ],
+        [
+            cleaned(1),
+            NewEvent.of(
+                f"story-{b}",
+                StoryStarted(
+                    story_id=b, clusterer_version="t", article_id=articles[1], best_score=0.1, top_terms=["bridge"]
+                ),
+                {},
+            ),
+            assigned(b, 1, True),
+        ],
+        [
+            cleaned(2),
+            NewEvent.of(
+                f"story-{b}",
+                StoriesMerged(
+                    story_id=b,
+                    clusterer_version="t",
+                    merged_story_ids=[a],
+                    bridging_article_id=articles[2],
+                    reason="background",
+                ),
+                {},
+            ),
+            assigned(b, 2, False),
+        ],
     ]
     cut: datetime | None = None
     for i, batch in enumerate(batches):
@@ -311,9 +402,14 @@ async def test_merged_stories_project_as_one_and_time_travel_sees_them_apart(poo
         assert await scalar(pool, "SELECT count(*) FROM projection.articles WHERE story_id = $1", b) == 3
         via_merged = await story_history.show(conn, a)
         assert via_merged["id"] == str(b) and via_merged["merged_from"] == [str(a)]
-        assert via_merged["merges"] == [{"story_id": str(a), "reason": "background", "bridging_article_id": str(articles[2])}]
+        assert via_merged["merges"] == [
+            {"story_id": str(a), "reason": "background", "bridging_article_id": str(articles[2])}
+        ]
         assert f"merged from: {a} (background)" in story_history.render(via_merged)
-        assert await conn.fetchval("SELECT reason FROM dashboard.story_merges WHERE merged_story_id = $1", a) == "background"
+        assert (
+            await conn.fetchval("SELECT reason FROM dashboard.story_merges WHERE merged_story_id = $1", a)
+            == "background"
+        )
         assert cut is not None
         past = await story_history.show(conn, a, cut)
     assert past["id"] == str(a) and past["article_count"] == 1 and past["merged_from"] == []
@@ -328,7 +424,10 @@ async def test_merged_stories_project_as_one_and_time_travel_sees_them_apart(poo
         ("SELECT * FROM dashboard.story_timeline WHERE story_id = $1", "articles_story_seen"),
         ("SELECT * FROM dashboard.story_entities WHERE story_id = $1", "articles_story_seen"),
         ("SELECT * FROM dashboard.entity_daily WHERE name = 'Xi Jinping'", "entities_name"),
-        ("SELECT * FROM dashboard.entity_mentions WHERE entity_id = $1 ORDER BY seen_at", "article_entities_entity_time"),
+        (
+            "SELECT * FROM dashboard.entity_mentions WHERE entity_id = $1 ORDER BY seen_at",
+            "article_entities_entity_time",
+        ),
         ("SELECT * FROM dashboard.articles ORDER BY first_seen DESC LIMIT 50", "articles_first_seen"),
     ],
 )

@@ -35,20 +35,26 @@ async def test_two_pipeline_processes_share_the_stream_and_apply_each_message_on
         # Keep publishing until both processes have applied records: the child joins the group a little later.
         for round_ in range(60):
             feed = tmp_path / f"round-{round_}.jsonl"
-            feed.write_text("".join(
-                json.dumps({"url": f"https://harbour.invalid/{round_}/{i}", "source": f"outlet-{i % 3}",
+            feed.write_text(
+                "".join(
+                    json.dumps(
+                        {
+                            "url": f"https://harbour.invalid/{round_}/{i}",
+                            "source": f"outlet-{i % 3}",
                             "fetched_at": "2022-09-20T10:00:00+00:00",
-                            "text": f"Item {round_}-{i}\n\n" + PARAGRAPH * 3}) + "\n"
-                for i in range(20)
-            ))
+                            "text": f"Item {round_}-{i}\n\n" + PARAGRAPH * 3,
+                        }
+                    )
+                    + "\n"
+                    for i in range(20)
+                )
+            )
             published += await publish(settings.kafka_bootstrap, settings.raw_topic, [feed], progress=False)
             await asyncio.sleep(0.5)
             if await scalar(pool, WORKERS_SQL) >= 2:
                 break
         assert await scalar(pool, WORKERS_SQL) == 2, "the second pipeline process never applied a record"
-        await wait_until(
-            lambda: _all_received(pool, published), timeout_s=90, what=f"{published} articles received"
-        )
+        await wait_until(lambda: _all_received(pool, published), timeout_s=90, what=f"{published} articles received")
     finally:
         stop.set()
         await asyncio.wait_for(daemon, 60)
@@ -82,11 +88,17 @@ def _alive(pid: int) -> bool:
 
 
 async def test_child_pipeline_processes_stop_when_their_parent_is_killed(settings: Settings, tmp_path: Path) -> None:
-    env = {**os.environ, "NEWSFLOW_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-           "NEWSFLOW_DATABASE_URL": settings.database_url, "NEWSFLOW_RAW_TOPIC": settings.raw_topic,
-           "NEWSFLOW_DLQ_TOPIC": settings.dlq_topic, "NEWSFLOW_CONSUMER_GROUP": settings.consumer_group,
-           "NEWSFLOW_STATE_DIR": str(tmp_path), "NEWSFLOW_LOG_LEVEL": "warning"}
-    parent = subprocess.Popen([sys.executable, "-m", "newsflow", "run", "pipeline", "--workers", "2"], env=env)
+    env = {
+        **os.environ,
+        "NEWSFLOW_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "NEWSFLOW_DATABASE_URL": settings.database_url,
+        "NEWSFLOW_RAW_TOPIC": settings.raw_topic,
+        "NEWSFLOW_DLQ_TOPIC": settings.dlq_topic,
+        "NEWSFLOW_CONSUMER_GROUP": settings.consumer_group,
+        "NEWSFLOW_STATE_DIR": str(tmp_path),
+        "NEWSFLOW_LOG_LEVEL": "warning",
+    }
+    parent = subprocess.Popen([sys.executable, "-m", "newsflow", "run", "pipeline", "--workers", "2"], env=env)  # noqa: ASYNC220  (the test reads its pid tree)
     try:
         deadline = time.monotonic() + 60
         while not [c for c in _children(parent.pid) if _cmdline(c).endswith("run pipeline")]:

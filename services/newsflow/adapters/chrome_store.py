@@ -7,8 +7,8 @@ from collections import Counter
 import asyncpg
 
 from newsflow.adapters.postgres import lock_appends
-from newsflow.domain.events import ArticleCleaned
 from newsflow.domain.cleaning.learned_chrome import MIN_ARTICLES, LearnedChrome
+from newsflow.domain.events import ArticleCleaned
 
 _UPSERT = """
 INSERT INTO newsflow.source_chrome_lines AS c (source, line_hash, articles, learned_seq)
@@ -67,13 +67,15 @@ async def rebuild(conn: asyncpg.Connection) -> int:
             """,
             ArticleCleaned.event_type,
         )
-        return int(await conn.fetchval(
-            """
+        return int(
+            await conn.fetchval(
+                """
             WITH learned AS (
                 UPDATE newsflow.source_chrome_lines SET learned_seq = nextval('newsflow.chrome_learned_seq')
                 WHERE articles >= $1 RETURNING 1
             )
             SELECT count(*) FROM learned
             """,
-            MIN_ARTICLES,
-        ))
+                MIN_ARTICLES,
+            )
+        )

@@ -11,7 +11,6 @@ import uuid
 from dataclasses import dataclass
 
 import asyncpg
-
 import structlog
 
 from newsflow.domain import dedup, stages
@@ -50,7 +49,9 @@ async def entities_by_exact_key(
         WHERE d.exact_key = ANY($1::text[])
         ORDER BY d.exact_key, d.seen_seq
         """,
-        list(set(exact_keys)), ARTICLE_STREAM_PREFIX, ArticleEntitiesExtracted.event_type,
+        list(set(exact_keys)),
+        ARTICLE_STREAM_PREFIX,
+        ArticleEntitiesExtracted.event_type,
     )
     return {r["exact_key"]: (r["article_id"], r["payload"]) for r in rows}
 
@@ -63,7 +64,8 @@ async def latest_entities(conn: asyncpg.Connection, article_ids: list[uuid.UUID]
         WHERE stream_id = ANY($1::text[]) AND type = $2 AND payload->>'failure' IS NULL
         ORDER BY stream_id, stream_version DESC
         """,
-        [f"{ARTICLE_STREAM_PREFIX}{a}" for a in set(article_ids)], ArticleEntitiesExtracted.event_type,
+        [f"{ARTICLE_STREAM_PREFIX}{a}" for a in set(article_ids)],
+        ArticleEntitiesExtracted.event_type,
     )
     return {uuid.UUID(r["payload"]["article_id"]): r["payload"] for r in rows}
 
@@ -80,7 +82,9 @@ async def find_duplicate(
         WHERE d.exact_key = $1 AND d.article_id <> $2 AND d.seen_seq < $3
         ORDER BY d.seen_seq LIMIT 1
         """,
-        key.exact_key, article_id, before,
+        key.exact_key,
+        article_id,
+        before,
     )
     if exact:
         return Duplicate("exact", exact["canonical_id"], exact["canonical_url"], exact["article_id"], 1.0, None)
@@ -97,7 +101,11 @@ async def find_duplicate(
         JOIN newsflow.dedup_articles c ON c.article_id = d.canonical_id
         WHERE d.signature_version = $3 AND d.seen_seq < $5
         """,
-        list(key.bands), article_id, dedup.SIGNATURE_VERSION, MAX_CANDIDATES, before,
+        list(key.bands),
+        article_id,
+        dedup.SIGNATURE_VERSION,
+        MAX_CANDIDATES,
+        before,
     )
     best: tuple[float, int, asyncpg.Record, dedup.Similarity] | None = None
     for r in rows:
@@ -132,20 +140,32 @@ async def register(
             shingle_count = EXCLUDED.shingle_count, signature = EXCLUDED.signature,
             canonical_id = EXCLUDED.canonical_id
         """,
-        article_id, url, dedup.SIGNATURE_VERSION, key.exact_key, key.shingle_count, key.signature, canonical,
+        article_id,
+        url,
+        dedup.SIGNATURE_VERSION,
+        key.exact_key,
+        key.shingle_count,
+        key.signature,
+        canonical,
     )
     await conn.execute("DELETE FROM newsflow.dedup_bands WHERE article_id = $1", article_id)
     if duplicate is None:
         await conn.execute(
             "INSERT INTO newsflow.dedup_bands (band_hash, article_id)"
             " SELECT DISTINCT unnest($1::bigint[]), $2::uuid ON CONFLICT DO NOTHING",
-            list(key.bands), article_id,
+            list(key.bands),
+            article_id,
         )
 
 
 async def judge(
-    conn: asyncpg.Connection, article_id: uuid.UUID, stream_id: str, url: str, key: dedup.DedupKey,
-    keyed_event_id: uuid.UUID, before_seq: int | None = None,
+    conn: asyncpg.Connection,
+    article_id: uuid.UUID,
+    stream_id: str,
+    url: str,
+    key: dedup.DedupKey,
+    keyed_event_id: uuid.UUID,
+    before_seq: int | None = None,
 ) -> NewEvent | None:
     """Find what this article duplicates, register its keys, and say so as an event (None: it is canonical)."""
     found = await find_duplicate(conn, article_id, key, before_seq)
@@ -162,6 +182,11 @@ async def judge(
         similarity=round(found.similarity, 4),
         containment=None if found.containment is None else round(found.containment, 4),
     )
-    log.info("article.duplicate", article_id=str(article_id), kind=found.kind,
-             canonical=str(found.canonical_id), similarity=event.similarity)
+    log.info(
+        "article.duplicate",
+        article_id=str(article_id),
+        kind=found.kind,
+        canonical=str(found.canonical_id),
+        similarity=event.similarity,
+    )
     return NewEvent.of(stream_id, event, stages.caused_by(keyed_event_id))

@@ -10,6 +10,7 @@ restarted (empty) broker from the one its stored offsets belong to.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import time
@@ -59,19 +60,25 @@ class EmbeddedBroker:
     def start(self, cluster_id: str | None = None) -> None:
         self.cluster_id = cluster_id or f"newsflow-{uuid.uuid4().hex[:12]}"
         url = f"tcp://127.0.0.1:{self.port}"
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        self.process = subprocess.Popen(
-            [
-                str(TANSU_BINARY), "broker",
-                "--listener-url", url,
-                "--advertised-listener-url", url,
-                "--cluster-id", self.cluster_id,
-                "--storage-engine", "memory://tansu/",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        # The child keeps its own copy of the log file's descriptor; the parent's closes here.
+        with open(self.log_path, "ab") if self.log_path else contextlib.nullcontext(subprocess.DEVNULL) as out:
+            self.process = subprocess.Popen(
+                [
+                    str(TANSU_BINARY),
+                    "broker",
+                    "--listener-url",
+                    url,
+                    "--advertised-listener-url",
+                    url,
+                    "--cluster-id",
+                    self.cluster_id,
+                    "--storage-engine",
+                    "memory://tansu/",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         wait_for_port("127.0.0.1", self.port)
         log.info("embedded.broker_started", bootstrap=self.bootstrap, cluster_id=self.cluster_id, pid=self.process.pid)
 

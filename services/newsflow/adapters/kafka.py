@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Sequence
 
@@ -27,12 +28,14 @@ async def ensure_topics(
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [NewTopic(name, partitions, 1, topic_configs={"max.message.bytes": str(max_message_bytes)}) for name, partitions in topics if name not in existing]
+        missing = [
+            NewTopic(name, partitions, 1, topic_configs={"max.message.bytes": str(max_message_bytes)})
+            for name, partitions in topics
+            if name not in existing
+        ]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another starter created them first
                 await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass
     finally:
         await admin.close()
 

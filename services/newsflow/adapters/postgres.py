@@ -193,7 +193,9 @@ async def read_stream_before(
     rows = await conn.fetch(
         f"SELECT {EVENT_COLUMNS} FROM newsflow.events"
         " WHERE stream_id = $1 AND position < $2 AND type = ANY($3::text[]) ORDER BY position",
-        stream_id, position, list(types),
+        stream_id,
+        position,
+        list(types),
     )
     return [row_to_event(r) for r in rows]
 

@@ -39,12 +39,25 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the daemon (all services, or one)")
     run.add_argument("service", nargs="?", default="all", choices=["all", "pipeline", "clusterer", "projector"])
-    run.add_argument("--embedded", action="store_true",
-                     help="start a private PostgreSQL and an embedded broker under NEWSFLOW_STATE_DIR")
-    run.add_argument("--workers", type=_positive, default=1, metavar="N",
-                     help="pipeline processes in the consumer group (this one and N-1 children)")
-    run.add_argument("--publish", nargs="*", type=Path, default=[],
-                     help="once running, publish these files/directories as a scraper would")
+    run.add_argument(
+        "--embedded",
+        action="store_true",
+        help="start a private PostgreSQL and an embedded broker under NEWSFLOW_STATE_DIR",
+    )
+    run.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="pipeline processes in the consumer group (this one and N-1 children)",
+    )
+    run.add_argument(
+        "--publish",
+        nargs="*",
+        type=Path,
+        default=[],
+        help="once running, publish these files/directories as a scraper would",
+    )
 
     pub = sub.add_parser("publish", help="send text/HTML files, directories or JSONL to the raw topic")
     pub.add_argument("paths", nargs="+", type=Path)
@@ -57,7 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     stories_sub = stories.add_subparsers(dest="action")
     show = stories_sub.add_parser("show", help="one story: headline, sources, timeline, entities, articles and why")
     show.add_argument("id", type=uuid.UUID)
-    show.add_argument("--as-of", type=_aware_time, help="as the story stood at this ISO time (from the events up to then)")
+    show.add_argument(
+        "--as-of", type=_aware_time, help="as the story stood at this ISO time (from the events up to then)"
+    )
     show.add_argument("--json", action="store_true")
 
     proj = sub.add_parser("projections", help="projection maintenance")
@@ -77,18 +92,27 @@ def _parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="score newsflow's stages on public benchmarks, beside a baseline")
     ev_sub = ev.add_subparsers(dest="target", required=True)
     ev_ex = ev_sub.add_parser("extraction", help="main-text extraction vs bare trafilatura")
-    ev_ex.add_argument("dir", type=Path, help="the extraction-benchmark directory (scrapinghub-aeb/, trafilatura-eval/)")
+    ev_ex.add_argument(
+        "dir", type=Path, help="the extraction-benchmark directory (scrapinghub-aeb/, trafilatura-eval/)"
+    )
     ev_ex.add_argument("--limit", type=int, help="pages per benchmark (default: all)")
     ev_st = ev_sub.add_parser("stories", help="story clustering (B-cubed) vs a hindsight-tuned TF-IDF baseline")
     ev_st.add_argument("dir", type=Path, help="the story-clusters directory")
     ev_en = ev_sub.add_parser("enrichment", help="language, entity and dedup quality")
-    ev_en.add_argument("dir", type=Path, nargs="?",
-                       help="the shared data directory (langid/, story-clusters/); entities need only the repository")
+    ev_en.add_argument(
+        "dir",
+        type=Path,
+        nargs="?",
+        help="the shared data directory (langid/, story-clusters/); entities need only the repository",
+    )
 
     rep = sub.add_parser("reprocess", help="run one stage again over stored articles, appending new events")
     rep.add_argument("--stage", required=True, choices=["clean", "language", "entities", "dedup"])
-    rep.add_argument("--since", type=datetime.fromisoformat,
-                     help="only articles whose stage input was recorded at or after this ISO time")
+    rep.add_argument(
+        "--since",
+        type=datetime.fromisoformat,
+        help="only articles whose stage input was recorded at or after this ISO time",
+    )
 
     chrome = sub.add_parser("chrome", help="per-source learned chrome")
     chrome_sub = chrome.add_subparsers(dest="action", required=True)
@@ -179,22 +203,29 @@ async def _cmd_stories(settings: Settings, args: argparse.Namespace) -> None:
     finally:
         await conn.close()
     stories = [
-        {**dict(r), "id": str(r["id"]), "first_seen": r["first_seen"].isoformat(), "last_seen": r["last_seen"].isoformat()}
+        {
+            **dict(r),
+            "id": str(r["id"]),
+            "first_seen": r["first_seen"].isoformat(),
+            "last_seen": r["last_seen"].isoformat(),
+        }
         for r in rows
     ]
     if args.json:
         print(json.dumps(stories, ensure_ascii=False, indent=2))
         return
     for s in stories:
-        print(f"{s['id']}  {s['article_count']:>3} articles  {s['source_count']:>2} sources  "
-              f"{s['last_seen'][:16]}  {s['headline']}")
+        print(
+            f"{s['id']}  {s['article_count']:>3} articles  {s['source_count']:>2} sources  "
+            f"{s['last_seen'][:16]}  {s['headline']}"
+        )
     if not stories:
         print("no stories yet")
 
 
 async def _cmd_story_show(settings: Settings, args: argparse.Namespace) -> None:
-    from newsflow.readside import story_history
     from newsflow.adapters import postgres
+    from newsflow.readside import story_history
 
     conn = await postgres.connect(settings.database_url)
     try:
@@ -216,13 +247,16 @@ async def _cmd_projections(settings: Settings, args: argparse.Namespace) -> None
         result = await rebuild(pool, args.name, settings.projection_batch, progress=sys.stderr.isatty())
     finally:
         await pool.close()
-    print(f"rebuilt projection {args.name} up to position {result.pop('position')}: "
-          + ", ".join(f"{t} {n}" for t, n in result.items()), file=sys.stderr)
+    print(
+        f"rebuilt projection {args.name} up to position {result.pop('position')}: "
+        + ", ".join(f"{t} {n}" for t, n in result.items()),
+        file=sys.stderr,
+    )
 
 
 async def _cmd_status(settings: Settings, args: argparse.Namespace) -> None:
-    from newsflow.app import status
     from newsflow.adapters import postgres
+    from newsflow.app import status
 
     conn = await postgres.connect(settings.database_url)
     try:
@@ -261,8 +295,11 @@ async def _cmd_eval(settings: Settings, args: argparse.Namespace) -> None:
     for bench, scores in report.items():
         if isinstance(scores, dict):
             for name, m in scores.items():
-                print(f"{bench:<17} {name:<12} P {m['precision']:.3f}  R {m['recall']:.3f}  F1 {m['f1']:.3f}"
-                      f"  {m['pages_per_s']:>6.1f} pages/s  ({m['pages']} pages)", file=sys.stderr)
+                print(
+                    f"{bench:<17} {name:<12} P {m['precision']:.3f}  R {m['recall']:.3f}  F1 {m['f1']:.3f}"
+                    f"  {m['pages_per_s']:>6.1f} pages/s  ({m['pages']} pages)",
+                    file=sys.stderr,
+                )
     print(json.dumps(report))
 
 

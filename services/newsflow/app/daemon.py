@@ -10,10 +10,10 @@ from collections.abc import Sequence
 
 import structlog
 
-from newsflow.readside import projections, story_clusterer
 from newsflow.adapters import postgres
-from newsflow.readside.log_reader import LogReader
 from newsflow.ingest.worker import PipelineWorker
+from newsflow.readside import projections, story_clusterer
+from newsflow.readside.log_reader import LogReader
 from newsflow.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -91,20 +91,28 @@ async def run_services(
         if "pipeline" in services:
             tasks.append(asyncio.create_task(PipelineWorker(settings, pool).run(stop), name="pipeline"))
             if pipeline_processes > 1:
-                tasks.append(asyncio.create_task(
-                    _extra_pipeline_processes(settings, pipeline_processes - 1, stop), name="pipelines"
-                ))
+                tasks.append(
+                    asyncio.create_task(
+                        _extra_pipeline_processes(settings, pipeline_processes - 1, stop), name="pipelines"
+                    )
+                )
         if "clusterer" in services:
             clusterer = story_clusterer.StoryClusterer(settings.cluster_snapshot_every)
             reader = LogReader(
-                story_clusterer.READER, pool, clusterer.handle,
-                page_size=settings.projection_batch, poll_interval_s=settings.poll_interval_s,
+                story_clusterer.READER,
+                pool,
+                clusterer.handle,
+                page_size=settings.projection_batch,
+                poll_interval_s=settings.poll_interval_s,
             )
             tasks.append(asyncio.create_task(reader.run(stop), name="clusterer"))
         if "projector" in services:
             reader = LogReader(
-                projections.STORIES_READER, pool, projections.apply_events,
-                page_size=settings.projection_batch, poll_interval_s=settings.poll_interval_s,
+                projections.STORIES_READER,
+                pool,
+                projections.apply_events,
+                page_size=settings.projection_batch,
+                poll_interval_s=settings.poll_interval_s,
             )
             tasks.append(asyncio.create_task(reader.run(stop), name="projector"))
         if os.environ.get(PARENT_ENV):

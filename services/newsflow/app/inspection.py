@@ -11,10 +11,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from newsflow.app.publish import manifest_for, message_for_file
 from newsflow.domain import dedup, entities, language
 from newsflow.domain.cleaning import cleaner
 from newsflow.domain.contract import Rejection, decode_raw_message
-from newsflow.app.publish import manifest_for, message_for_file
 
 
 def raw_message(path: Path, source: str | None = None, url: str | None = None) -> bytes:
@@ -82,11 +82,16 @@ def render(report: dict[str, Any]) -> str:
         r = report["rejected"]
         return f"REJECTED ({r['reason']}): {r['detail']}"
     lang = report["language"]
-    lines = [f"title: {report['title']}", f"language: {lang['code']} ({lang['confidence']:.2f})",
-             f"exact key: {report['dedup']['exact_key']}"]
+    lines = [
+        f"title: {report['title']}",
+        f"language: {lang['code']} ({lang['confidence']:.2f})",
+        f"exact key: {report['dedup']['exact_key']}",
+    ]
     lines += [f"{key}: {value}" for key, value in report["metadata"].items() if value]
     found = ", ".join(f"{e['name']} ({e['type']}, {e['count']})" for e in report["entities"])
-    lines.append(f"entities: {found or ('none' if report['entities_supported'] else 'not supported for this language')}")
+    lines.append(
+        f"entities: {found or ('none' if report['entities_supported'] else 'not supported for this language')}"
+    )
     lines.append(f"removed {len(report['removed'])} lines:")
     lines += [f"  - [{r['reason']}] {r['text']}" for r in report["removed"]]
     lines += [f"text ({report['word_count']} words):", "", report["text"]]

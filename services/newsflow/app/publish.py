@@ -69,7 +69,9 @@ def _key_of(raw: bytes) -> bytes | None:
     return url.encode() if isinstance(url, str) else None
 
 
-async def publish(bootstrap: str, topic: str, paths: list[Path], source: str | None = None, progress: bool = True) -> int:
+async def publish(
+    bootstrap: str, topic: str, paths: list[Path], source: str | None = None, progress: bool = True
+) -> int:
     messages = list(iter_messages(paths, source))
     producer = kafka.make_producer(bootstrap, linger_ms=0, max_request_size=16 * 1024 * 1024)
     await producer.start()

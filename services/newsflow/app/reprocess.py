@@ -19,19 +19,23 @@ import asyncpg
 import structlog
 from tqdm import tqdm
 
-from newsflow.ingest import entity_plan
 from newsflow.adapters import chrome_store, dedup_store, postgres
 from newsflow.domain import dedup, entities, stages
 from newsflow.domain.cleaning import cleaner, learned_chrome
 from newsflow.domain.contract import RawArticleV1
 from newsflow.domain.events import ArticleCleaned, ArticleLanguageDetected, ArticleReceived, NewEvent
+from newsflow.ingest import entity_plan
 from newsflow.ingest.stage_runner import StageCrashed, StageRunner, StageTimeout
 
 log = structlog.get_logger(__name__)
 
 STAGES = ("clean", "language", "entities", "dedup")
-_INPUT = {"clean": ArticleReceived.event_type, "language": ArticleCleaned.event_type,
-          "entities": ArticleCleaned.event_type, "dedup": ArticleCleaned.event_type}
+_INPUT = {
+    "clean": ArticleReceived.event_type,
+    "language": ArticleCleaned.event_type,
+    "entities": ArticleCleaned.event_type,
+    "dedup": ArticleCleaned.event_type,
+}
 CHUNK = 100
 
 
@@ -42,7 +46,8 @@ async def _latest(conn: asyncpg.Connection, event_type: str, since: dt.datetime 
         WHERE type = $1 AND ($2::timestamptz IS NULL OR recorded_at >= $2)
         ORDER BY stream_id, position DESC
         """,
-        event_type, since,
+        event_type,
+        since,
     )
 
 
@@ -52,7 +57,8 @@ async def _languages(conn: asyncpg.Connection, streams: Sequence[str]) -> dict[s
         SELECT DISTINCT ON (stream_id) stream_id, payload->>'code' AS code FROM newsflow.events
         WHERE type = $1 AND stream_id = ANY($2::text[]) ORDER BY stream_id, position DESC
         """,
-        ArticleLanguageDetected.event_type, list(streams),
+        ArticleLanguageDetected.event_type,
+        list(streams),
     )
     return {r["stream_id"]: r["code"] for r in rows}
 
@@ -62,8 +68,12 @@ def _metadata(row: asyncpg.Record, stage: str, requested_at: str) -> dict[str, A
 
 
 async def _events_for(
-    stage: str, rows: Sequence[asyncpg.Record], conn: asyncpg.Connection, runner: StageRunner | None,
-    learned: learned_chrome.LearnedChrome, requested_at: str,
+    stage: str,
+    rows: Sequence[asyncpg.Record],
+    conn: asyncpg.Connection,
+    runner: StageRunner | None,
+    learned: learned_chrome.LearnedChrome,
+    requested_at: str,
 ) -> list[NewEvent]:
     events: list[NewEvent] = []
     if stage == "clean":
@@ -101,7 +111,10 @@ async def _events_for(
 
 
 async def reprocess(
-    pool: asyncpg.Pool, runner: StageRunner | None, stage: str, since: dt.datetime | None = None,
+    pool: asyncpg.Pool,
+    runner: StageRunner | None,
+    stage: str,
+    since: dt.datetime | None = None,
     progress: bool = False,
 ) -> int:
     """Re-run ``stage`` over the articles whose stage input was recorded since ``since``; returns events appended.
@@ -122,7 +135,7 @@ async def reprocess(
     appended = 0
     with tqdm(total=len(rows), desc=f"reprocess {stage}", unit="article", disable=not progress) as bar:
         for start in range(0, len(rows), CHUNK):
-            chunk = rows[start:start + CHUNK]
+            chunk = rows[start : start + CHUNK]
             async with pool.acquire() as conn:
                 events = await _events_for(stage, chunk, conn, runner, learned, requested_at)
                 async with conn.transaction():
@@ -153,14 +166,16 @@ async def _reprocess_dedup(pool: asyncpg.Pool, since: dt.datetime | None, reques
             WHERE $2::timestamptz IS NULL OR c.recorded_at >= $2
             ORDER BY d.seen_seq NULLS LAST, c.stream_id
             """,
-            ArticleCleaned.event_type, since,
+            ArticleCleaned.event_type,
+            since,
         )
         events: list[NewEvent] = []
         for row in rows:
             article_id = uuid.UUID(row["payload"]["article_id"])
             key = dedup.dedup_key(row["payload"]["text"])
-            keyed = NewEvent.of(row["stream_id"], stages.dedup_payload(article_id, key),
-                                _metadata(row, "dedup", requested_at))
+            keyed = NewEvent.of(
+                row["stream_id"], stages.dedup_payload(article_id, key), _metadata(row, "dedup", requested_at)
+            )
             events.append(keyed)
             duplicate = await dedup_store.judge(
                 conn, article_id, row["stream_id"], row["payload"]["url"], key, keyed.event_id, row["seen_seq"]

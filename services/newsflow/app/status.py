@@ -6,9 +6,10 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 
-from newsflow.readside import story_clusterer
 from newsflow.adapters import postgres
+from newsflow.readside import story_clusterer
 from newsflow.settings import Settings
 
 
@@ -17,7 +18,7 @@ async def kafka_log_ends(settings: Settings) -> dict[int, int] | None:
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=5000)
     try:
         await consumer.start()
-    except Exception:
+    except (KafkaError, OSError):
         return None
     try:
         partitions = consumer.partitions_for_topic(settings.raw_topic) or set()
@@ -33,11 +34,16 @@ async def kafka_log_ends(settings: Settings) -> dict[int, int] | None:
 
 async def collect(settings: Settings, conn: asyncpg.Connection) -> dict[str, Any]:
     head = await postgres.head_position(conn)
-    counts = {r["type"]: r["n"] for r in await conn.fetch(
-        "SELECT type, count(*) AS n FROM newsflow.events GROUP BY type ORDER BY type"
-    )}
+    counts = {
+        r["type"]: r["n"]
+        for r in await conn.fetch("SELECT type, count(*) AS n FROM newsflow.events GROUP BY type ORDER BY type")
+    }
     readers = {
-        r["name"]: {"position": r["position"], "behind": head - r["position"], "updated_at": r["updated_at"].isoformat()}
+        r["name"]: {
+            "position": r["position"],
+            "behind": head - r["position"],
+            "updated_at": r["updated_at"].isoformat(),
+        }
         for r in await conn.fetch("SELECT name, position, updated_at FROM newsflow.checkpoints ORDER BY name")
     }
     stories = await conn.fetchval("SELECT count(*) FROM projection.stories")
@@ -52,7 +58,9 @@ async def collect(settings: Settings, conn: asyncpg.Connection) -> dict[str, Any
         str(p): {
             "stored_offset": stored[p]["next_offset"] if p in stored else None,
             "log_end": (ends or {}).get(p),
-            "lag": ((ends or {}).get(p, 0) - (stored[p]["next_offset"] if p in stored else 0)) if ends is not None else None,
+            "lag": ((ends or {}).get(p, 0) - (stored[p]["next_offset"] if p in stored else 0))
+            if ends is not None
+            else None,
         }
         for p in partitions
     }
@@ -68,18 +76,24 @@ async def collect(settings: Settings, conn: asyncpg.Connection) -> dict[str, Any
         "rejected": counts.get("ArticleRejected", 0),
         "stories": stories,
         "clusterer_snapshot": {
-            "position": snapshot["position"], "articles": snapshot["articles"], "bytes": snapshot["bytes"],
+            "position": snapshot["position"],
+            "articles": snapshot["articles"],
+            "bytes": snapshot["bytes"],
             "taken_at": snapshot["taken_at"].isoformat(),
-        } if snapshot else None,
+        }
+        if snapshot
+        else None,
     }
 
 
 def render(status: dict[str, Any]) -> str:
-    lines = [f"topic {status['topic']}  group {status['consumer_group']}"
-             + ("" if status["broker_reachable"] else "  (broker unreachable: lag unknown)")]
+    lines = [
+        f"topic {status['topic']}  group {status['consumer_group']}"
+        + ("" if status["broker_reachable"] else "  (broker unreachable: lag unknown)")
+    ]
     lines.append("partition  stored_offset  log_end  lag")
     for p, v in status["consumer_lag"].items():
-        lines.append(f"{p:>9}  {str(v['stored_offset']):>13}  {str(v['log_end']):>7}  {str(v['lag']):>3}")
+        lines.append(f"{p:>9}  {v['stored_offset']!s:>13}  {v['log_end']!s:>7}  {v['lag']!s:>3}")
     lines.append(f"event log head: {status['log_head_position']}")
     for name, r in status["readers"].items():
         lines.append(f"reader {name}: position {r['position']} ({r['behind']} behind)")
@@ -90,5 +104,7 @@ def render(status: dict[str, Any]) -> str:
     lines.append(f"stories: {status['stories']}")
     snap = status["clusterer_snapshot"]
     if snap:
-        lines.append(f"clusterer snapshot: position {snap['position']}, {snap['articles']} articles, {snap['bytes']} bytes")
+        lines.append(
+            f"clusterer snapshot: position {snap['position']}, {snap['articles']} articles, {snap['bytes']} bytes"
+        )
     return "\n".join(lines)

@@ -104,24 +104,24 @@ CLUSTERER_VERSION = "5"
 class Settings:
     """The fixed settings (chosen on the dev sets, see the module docstring); tests and experiments may pass others."""
 
-    threshold: float = 0.17        # join the best story when its score reaches this, else start a new story
+    threshold: float = 0.17  # join the best story when its score reaches this, else start a new story
     merge_threshold: float = 0.30  # other candidate stories scoring this high are merged into the joined one
-    title_rep: int = 2             # title tokens count this many times
-    lead_tokens: int = 0           # the first body tokens count once more (0 = off)
-    ent_rep: float = 1.0           # weight of each canonical entity as an "@entity" term (0 = off)
-    w_centroid: float = 0.7        # similarity = w · cos(story centroid) + (1 − w) · max cos(recent members)
-    w_title: float = 0.3           # ... or, if higher, w_title · cos(title, story's title centroid) (0 = off)
-    title_terms: int = 100         # terms kept in a story's title centroid
-    title_keys: int = 3            # the title's heaviest (rarest) terms also look candidate stories up
-    sigma_days: float = 7.0        # time factor = floor + (1 − floor) · exp(−gap² / 2σ²), gap to the story's edges
+    title_rep: int = 2  # title tokens count this many times
+    lead_tokens: int = 0  # the first body tokens count once more (0 = off)
+    ent_rep: float = 1.0  # weight of each canonical entity as an "@entity" term (0 = off)
+    w_centroid: float = 0.7  # similarity = w · cos(story centroid) + (1 − w) · max cos(recent members)
+    w_title: float = 0.3  # ... or, if higher, w_title · cos(title, story's title centroid) (0 = off)
+    title_terms: int = 100  # terms kept in a story's title centroid
+    title_keys: int = 3  # the title's heaviest (rarest) terms also look candidate stories up
+    sigma_days: float = 7.0  # time factor = floor + (1 − floor) · exp(−gap² / 2σ²), gap to the story's edges
     time_floor: float = 0.9
-    window_days: float = 365.0     # stories idle longer than this (behind the latest article seen) are forgotten
-    max_stories: int = 10_000      # and beyond this many live stories, the longest idle ones are forgotten first
-    centroid_terms: int = 300      # terms kept in a story's centroid (the heaviest)
-    top_terms: int = 20            # an article's top terms: the keys it looks candidate stories up with
-    index_terms: int = 40          # a story is indexed under its centroid's heaviest terms, this many
-    member_terms: int = 50         # terms kept per member vector
-    members: int = 10              # member vectors kept per story: the first and the latest
+    window_days: float = 365.0  # stories idle longer than this (behind the latest article seen) are forgotten
+    max_stories: int = 10_000  # and beyond this many live stories, the longest idle ones are forgotten first
+    centroid_terms: int = 300  # terms kept in a story's centroid (the heaviest)
+    top_terms: int = 20  # an article's top terms: the keys it looks candidate stories up with
+    index_terms: int = 40  # a story is indexed under its centroid's heaviest terms, this many
+    member_terms: int = 50  # terms kept per member vector
+    members: int = 10  # member vectors kept per story: the first and the latest
     # Delayed re-merge of background pieces (0 = off): a small story (at most ``remerge_max_size``
     # articles, its last more than ``remerge_gap_days`` before the story's first) is merged into the
     # story an article joins when cos(centroid(story + article), its centroid) reaches this.
@@ -141,13 +141,149 @@ SETTINGS = Settings()
 
 _TOKEN = re.compile(r"[^\W\d_][\w'’-]+")
 _STOP = frozenset(
-    """a about above after again against all also am an and any are as at be because been before being below
-    between both but by can could did do does doing down during each few for from further had has have having he
-    her here hers herself him himself his how i if in into is it its itself just me more most my myself no nor
-    not now of off on once only or other our ours ourselves out over own said same says she should so some such
-    than that the their theirs them themselves then there these they this those through to too under until up
-    very was we were what when where which while who whom why will with would you your yours yourself
-    yourselves one two new year years also like told according mr ms mrs""".split()
+    [
+        "a",
+        "about",
+        "above",
+        "after",
+        "again",
+        "against",
+        "all",
+        "also",
+        "am",
+        "an",
+        "and",
+        "any",
+        "are",
+        "as",
+        "at",
+        "be",
+        "because",
+        "been",
+        "before",
+        "being",
+        "below",
+        "between",
+        "both",
+        "but",
+        "by",
+        "can",
+        "could",
+        "did",
+        "do",
+        "does",
+        "doing",
+        "down",
+        "during",
+        "each",
+        "few",
+        "for",
+        "from",
+        "further",
+        "had",
+        "has",
+        "have",
+        "having",
+        "he",
+        "her",
+        "here",
+        "hers",
+        "herself",
+        "him",
+        "himself",
+        "his",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "itself",
+        "just",
+        "me",
+        "more",
+        "most",
+        "my",
+        "myself",
+        "no",
+        "nor",
+        "not",
+        "now",
+        "of",
+        "off",
+        "on",
+        "once",
+        "only",
+        "or",
+        "other",
+        "our",
+        "ours",
+        "ourselves",
+        "out",
+        "over",
+        "own",
+        "said",
+        "same",
+        "says",
+        "she",
+        "should",
+        "so",
+        "some",
+        "such",
+        "than",
+        "that",
+        "the",
+        "their",
+        "theirs",
+        "them",
+        "themselves",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "those",
+        "through",
+        "to",
+        "too",
+        "under",
+        "until",
+        "up",
+        "very",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "while",
+        "who",
+        "whom",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+        "yours",
+        "yourself",
+        "yourselves",
+        "one",
+        "two",
+        "new",
+        "year",
+        "years",
+        "also",
+        "like",
+        "told",
+        "according",
+        "mr",
+        "ms",
+        "mrs",
+    ]
 )
 
 
@@ -178,7 +314,7 @@ class Decision:
     score: float
     shared_entities: tuple[str, ...]
     top_terms: tuple[str, ...]
-    merged: tuple[str, ...] = ()      # stories merged into story_id by this decision, in the order applied
+    merged: tuple[str, ...] = ()  # stories merged into story_id by this decision, in the order applied
     background: tuple[str, ...] = ()  # those of them merged as older background pieces (the rest were bridged)
 
 
@@ -237,8 +373,9 @@ class OnlineClusterer:
         if len(self._idle) > 2 * len(self.stories) + 1024:  # drop stale entries; a sorted list is a heap
             self._idle = sorted((st.last, sid) for sid, st in self.stories.items() if st.last is not None)
         archive_horizon = self._clock.timestamp() - s.archive_days * 86400
-        while self._archive_age and (self._archive_age[0][0].timestamp() < archive_horizon
-                                     or len(self.archive) > s.archive_max):
+        while self._archive_age and (
+            self._archive_age[0][0].timestamp() < archive_horizon or len(self.archive) > s.archive_max
+        ):
             _, sid = heapq.heappop(self._archive_age)
             if sid in self.archive:
                 self._unarchive(sid)
@@ -335,8 +472,10 @@ class OnlineClusterer:
             score, sid = scored[0]
             started = False
             story = self.stories[sid]
-            why = sorted((t for t in vec if t in story.centroid and not t.startswith("@")),
-                         key=lambda t: (-vec[t] * story.centroid[t], t))[:5]
+            why = sorted(
+                (t for t in vec if t in story.centroid and not t.startswith("@")),
+                key=lambda t: (-vec[t] * story.centroid[t], t),
+            )[:5]
             shared = tuple(sorted(set(ents) & set(story.entities)))
             absorb = {o for sc, o in scored[1:] if sc >= s.merge_threshold}
         else:
@@ -356,11 +495,13 @@ class OnlineClusterer:
             self._merge(story, other)
         self._join(story, vec, title, ents, a.at)
         self._evict()
-        return Decision(a.article_id, sid, started, round(score, 4), shared, tuple(why), merged,
-                        tuple(sorted(background)))
+        return Decision(
+            a.article_id, sid, started, round(score, 4), shared, tuple(why), merged, tuple(sorted(background))
+        )
 
-    def _background(self, story: _Story, vec: dict[str, float], at: datetime, live: list[str],
-                    top: list[str]) -> set[str]:
+    def _background(
+        self, story: _Story, vec: dict[str, float], at: datetime, live: list[str], top: list[str]
+    ) -> set[str]:
         """Small, older stories that the story, with this article in it, shows to be its background.
 
         Candidates are the live stories already scored for this article and, when the
@@ -385,7 +526,9 @@ class OnlineClusterer:
         combined = dict(story.centroid)
         _add(combined, vec)
         norm = math.sqrt(sum(v * v for v in combined.values())) or 1.0
-        return {o.story_id for o in pool if _cos(combined, o.centroid) / (norm * (o.norm or 1.0)) >= s.remerge_threshold}
+        return {
+            o.story_id for o in pool if _cos(combined, o.centroid) / (norm * (o.norm or 1.0)) >= s.remerge_threshold
+        }
 
     def _score(self, vec: dict[str, float], title: dict[str, float], story: _Story, gap_days: float) -> float:
         s = self.s
@@ -399,8 +542,9 @@ class OnlineClusterer:
         time_factor = s.time_floor + (1 - s.time_floor) * math.exp(-(gap_days**2) / (2 * s.sigma_days**2))
         return sim * time_factor
 
-    def _join(self, story: _Story, vec: dict[str, float], title: dict[str, float], ents: tuple[str, ...],
-              at: datetime) -> None:
+    def _join(
+        self, story: _Story, vec: dict[str, float], title: dict[str, float], ents: tuple[str, ...], at: datetime
+    ) -> None:
         s = self.s
         _add(story.centroid, vec)
         _add(story.titles, title)

@@ -26,7 +26,11 @@ class RawArticleV1(BaseModel):
 
     schema_version: Literal[1] = Field(1, description="Contract version. Omitted means 1.")
     url: str = Field(
-        ..., min_length=8, max_length=4096, pattern=r"^(https?|file)://\S+$", description="Canonical article URL; also the Kafka message key."
+        ...,
+        min_length=8,
+        max_length=4096,
+        pattern=r"^(https?|file)://\S+$",
+        description="Canonical article URL; also the Kafka message key.",
     )
     source: str = Field(..., min_length=1, max_length=200, description="Outlet or site name, stable per site.")
     fetched_at: AwareDatetime = Field(..., description="When the scraper fetched the page (ISO 8601 with offset).")
@@ -40,7 +44,7 @@ class RawArticleV1(BaseModel):
     scraper_id: str | None = Field(None, max_length=200, description="Which scraper produced the message.")
 
     @model_validator(mode="after")
-    def _has_body(self) -> "RawArticleV1":
+    def _has_body(self) -> RawArticleV1:
         if not (self.html and self.html.strip()) and not (self.text and self.text.strip()):
             raise PydanticCustomError("empty_body", "message has no html and no text (or only whitespace)")
         return self

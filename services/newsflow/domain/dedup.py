@@ -46,10 +46,12 @@ CONTAINMENT = 0.7
 MIN_CONTAINED_SHINGLES = 40
 
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
-_QUOTES = str.maketrans({
-    **dict.fromkeys("\u2018\u2019\u201a\u201b\u2032\u2035\u02bc`\u00b4", "'"),
-    **dict.fromkeys("\u201c\u201d\u201e\u201f\u2033\u2036\u00ab\u00bb\u2039\u203a", '"'),
-})
+_QUOTES = str.maketrans(
+    {
+        **dict.fromkeys("\u2018\u2019\u201a\u201b\u2032\u2035\u02bc`\u00b4", "'"),
+        **dict.fromkeys("\u201c\u201d\u201e\u201f\u2033\u2036\u00ab\u00bb\u2039\u203a", '"'),
+    }
+)
 _WS = re.compile(r"\s+")
 _WORD = re.compile(r"\w+")
 
@@ -69,9 +71,7 @@ class Similarity:
 
     @property
     def near_duplicate(self) -> bool:
-        return self.jaccard >= NEAR_JACCARD or (
-            self.jaccard >= CONTAINED_JACCARD and self.containment >= CONTAINMENT
-        )
+        return self.jaccard >= NEAR_JACCARD or (self.jaccard >= CONTAINED_JACCARD and self.containment >= CONTAINMENT)
 
 
 def normalize(text: str) -> str:
@@ -89,7 +89,7 @@ def shingles(text: str) -> set[bytes]:
     tokens = _WORD.findall(normalize("\n".join(lines) if lines else text))
     if len(tokens) < SHINGLE_WORDS:
         return {" ".join(tokens).encode("utf-8")} if tokens else set()
-    return {" ".join(tokens[i:i + SHINGLE_WORDS]).encode("utf-8") for i in range(len(tokens) - SHINGLE_WORDS + 1)}
+    return {" ".join(tokens[i : i + SHINGLE_WORDS]).encode("utf-8") for i in range(len(tokens) - SHINGLE_WORDS + 1)}
 
 
 def _band_hash(band: int, values: np.ndarray) -> int:
@@ -107,7 +107,7 @@ def dedup_key(text: str) -> DedupKey:
         exact_key=exact_key(text),
         signature=values.astype("<u4").tobytes(),
         shingle_count=len(grams),
-        bands=tuple(_band_hash(b, values[b * ROWS:(b + 1) * ROWS]) for b in range(BANDS)),
+        bands=tuple(_band_hash(b, values[b * ROWS : (b + 1) * ROWS]) for b in range(BANDS)),
     )
 
 

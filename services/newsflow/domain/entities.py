@@ -45,12 +45,85 @@ CHUNK_CHARS = 6_000
 
 _TYPES = {"PERSON": "person", "ORG": "org", "GPE": "place", "LOC": "place", "FAC": "place"}
 _TITLE_WORDS = frozenset(
-    """mr mrs ms miss mx mm m dr prof sir dame lord lady president vice premier prime minister chancellor
-    pope king queen prince princess sheikh emir gen general col colonel lt capt captain adm admiral
-    sen senator rep representative gov governor mayor judge justice secretary ambassador spokesman
-    spokeswoman chairman chairwoman ceo director chief foreign defence defense finance interior
-    chinese russian american british french german indian iranian pakistani turkish ukrainian uzbek
-    former late then acting deputy besides returned""".split()
+    [
+        "mr",
+        "mrs",
+        "ms",
+        "miss",
+        "mx",
+        "mm",
+        "m",
+        "dr",
+        "prof",
+        "sir",
+        "dame",
+        "lord",
+        "lady",
+        "president",
+        "vice",
+        "premier",
+        "prime",
+        "minister",
+        "chancellor",
+        "pope",
+        "king",
+        "queen",
+        "prince",
+        "princess",
+        "sheikh",
+        "emir",
+        "gen",
+        "general",
+        "col",
+        "colonel",
+        "lt",
+        "capt",
+        "captain",
+        "adm",
+        "admiral",
+        "sen",
+        "senator",
+        "rep",
+        "representative",
+        "gov",
+        "governor",
+        "mayor",
+        "judge",
+        "justice",
+        "secretary",
+        "ambassador",
+        "spokesman",
+        "spokeswoman",
+        "chairman",
+        "chairwoman",
+        "ceo",
+        "director",
+        "chief",
+        "foreign",
+        "defence",
+        "defense",
+        "finance",
+        "interior",
+        "chinese",
+        "russian",
+        "american",
+        "british",
+        "french",
+        "german",
+        "indian",
+        "iranian",
+        "pakistani",
+        "turkish",
+        "ukrainian",
+        "uzbek",
+        "former",
+        "late",
+        "then",
+        "acting",
+        "deputy",
+        "besides",
+        "returned",
+    ]
 )
 _POSSESSIVE = re.compile(r"['’]s$")
 _ACRONYM = re.compile(r"^[A-Z][A-Z&.]{1,7}$")
@@ -93,16 +166,16 @@ class Entities:
 def fold(name: str) -> str:
     """Comparison key: accents, case and punctuation do not matter ("Erdoğan" = "Erdogan")."""
     decomposed = unicodedata.normalize("NFKD", name)
-    return " ".join(re.sub(r"[\W_]+", " ", "".join(c for c in decomposed if not unicodedata.combining(c))).casefold().split())
+    return " ".join(
+        re.sub(r"[\W_]+", " ", "".join(c for c in decomposed if not unicodedata.combining(c))).casefold().split()
+    )
 
 
 @cache
 def _nlp() -> Any:
     import spacy
 
-    return spacy.load(
-        MODEL_PACKAGE, exclude=["tok2vec", "tagger", "parser", "senter", "attribute_ruler", "lemmatizer"]
-    )
+    return spacy.load(MODEL_PACKAGE, exclude=["tok2vec", "tagger", "parser", "senter", "attribute_ruler", "lemmatizer"])
 
 
 def warm_up() -> None:
@@ -165,7 +238,9 @@ def _tidy(m: Mention, text: str) -> tuple[str, str | None] | None:
     if paren:
         span, acronym = paren.group("long"), paren.group("short")
     else:
-        after = re.match(r"\s*\((?P<short>[A-Z][A-Z&.]{1,7})\)", text[m.start + len(m.text):m.start + len(m.text) + 12])
+        after = re.match(
+            r"\s*\((?P<short>[A-Z][A-Z&.]{1,7})\)", text[m.start + len(m.text) : m.start + len(m.text) + 12]
+        )
         if after and kind != "person":
             acronym = after.group("short")
     if kind in ("person", "org") and "," in span:
@@ -177,7 +252,7 @@ def _tidy(m: Mention, text: str) -> tuple[str, str | None] | None:
             words = words[1:]
         if words and words[0].rstrip(".").casefold() in _TITLE_WORDS:
             return None
-    elif len(words) > 2 and words[0] in ("the", "The") or len(words) == 2 and words[0] == "the":
+    elif (len(words) > 2 and words[0] in ("the", "The")) or (len(words) == 2 and words[0] == "the"):
         words = words[1:]
     span = _ALIASES.get(" ".join(words), " ".join(words))
     if not span or not any(c.isupper() for c in span):

@@ -43,7 +43,7 @@ class NewEvent:
     @classmethod
     def of(
         cls, stream_id: str, payload: EventPayload, metadata: Payload, *, event_id: uuid.UUID | None = None
-    ) -> "NewEvent":
+    ) -> NewEvent:
         return cls(
             stream_id=stream_id,
             type=payload.event_type,
@@ -106,8 +106,15 @@ class EventRegistry:
         if version == event.schema_version:
             return event
         return RecordedEvent(
-            event.position, event.event_id, event.stream_id, event.stream_version, event.type,
-            version, payload, event.metadata, event.recorded_at,
+            event.position,
+            event.event_id,
+            event.stream_id,
+            event.stream_version,
+            event.type,
+            version,
+            payload,
+            event.metadata,
+            event.recorded_at,
         )
 
     def parse(self, event: RecordedEvent) -> EventPayload:

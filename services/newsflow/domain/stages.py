@@ -71,7 +71,7 @@ class Accepted:
     def event(self, event_type: str) -> NewEvent:
         return next(e for e in self.events if e.type == event_type)
 
-    def with_event(self, event: NewEvent) -> "Accepted":
+    def with_event(self, event: NewEvent) -> Accepted:
         return replace(self, events=[*self.events, event])
 
 
@@ -117,9 +117,7 @@ def reject(record: SourceRecord, rejection: Rejection, dead_letter_topic: str) -
         source=claimed_source(raw) if len(raw) <= MAX_SOURCE_PARSE_BYTES else None,
     )
     event_id = uuid.uuid4()
-    event = NewEvent.of(
-        f"rejection-{event_id}", payload, {"causation": record.causation()}, event_id=event_id
-    )
+    event = NewEvent.of(f"rejection-{event_id}", payload, {"causation": record.causation()}, event_id=event_id)
     return Rejected(record, rejection, event)
 
 

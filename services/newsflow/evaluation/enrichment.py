@@ -46,8 +46,12 @@ def _score_language(items: list[tuple[str, str]]) -> dict[str, float]:
             decided += 1
             correct += _lang(code) == _lang(gold)
     n = len(items)
-    return {"items": n, "accuracy": round(correct / n, 4), "coverage": round(decided / n, 4),
-            "accuracy_when_decided": round(correct / decided, 4) if decided else 0.0}
+    return {
+        "items": n,
+        "accuracy": round(correct / n, 4),
+        "coverage": round(decided / n, 4),
+        "accuracy_when_decided": round(correct / decided, 4) if decided else 0.0,
+    }
 
 
 def evaluate_language(langid_dir: Path) -> dict[str, Any]:
@@ -69,10 +73,15 @@ def evaluate_language(langid_dir: Path) -> dict[str, Any]:
 
 
 def _clean_text(text: str, source: str = "eval", **fields: Any) -> Cleaned | None:
-    msg = RawArticleV1.model_validate({
-        "url": f"https://{re.sub(r'[^a-z0-9]+', '-', source.lower())}.invalid/{random.random()}",
-        "source": source, "fetched_at": datetime.now(UTC), "text": text, **fields,
-    })
+    msg = RawArticleV1.model_validate(
+        {
+            "url": f"https://{re.sub(r'[^a-z0-9]+', '-', source.lower())}.invalid/{random.random()}",
+            "source": source,
+            "fetched_at": datetime.now(UTC),
+            "text": text,
+            **fields,
+        }
+    )
     result = clean_article(msg)
     return result if isinstance(result, Cleaned) else None
 
@@ -85,16 +94,18 @@ def evaluate_entities(gold_file: Path = GOLD) -> dict[str, Any]:
     extras: list[str] = []
     for name, labels in gold.items():
         meta = manifest[name]
-        cleaned = _clean_text((SEEDS / name).read_text(encoding="utf-8"), meta["source"],
-                              published_at=meta["published_at"])
+        cleaned = _clean_text(
+            (SEEDS / name).read_text(encoding="utf-8"), meta["source"], published_at=meta["published_at"]
+        )
         assert cleaned is not None
         predicted = entities.extract(cleaned.text, "en").entities
         gold_keys = [(g["type"], {entities.fold(n) for n in [g["name"], *g["aliases"]]}) for g in labels]
         matched: set[int] = set()
         for p in predicted:
             keys = {entities.fold(n) for n in [p["name"], *p["aliases"]]}
-            hit = next((i for i, (t, k) in enumerate(gold_keys) if t == p["type"] and k & keys and i not in matched),
-                       None)
+            hit = next(
+                (i for i, (t, k) in enumerate(gold_keys) if t == p["type"] and k & keys and i not in matched), None
+            )
             if hit is None:
                 fp += 1
                 extras.append(f"{p['type']}:{p['name']}")
@@ -104,13 +115,26 @@ def evaluate_entities(gold_file: Path = GOLD) -> dict[str, Any]:
         fn += len(labels) - len(matched)
         misses += [f"{labels[i]['type']}:{labels[i]['name']}" for i in range(len(labels)) if i not in matched]
     p, r = tp / (tp + fp), tp / (tp + fn)
-    return {"model": entities.MODEL, "articles": len(gold), "gold_entities": tp + fn, "precision": round(p, 4),
-            "recall": round(r, 4), "f1": round(2 * p * r / (p + r), 4), "missed": misses, "spurious": extras}
+    return {
+        "model": entities.MODEL,
+        "articles": len(gold),
+        "gold_entities": tp + fn,
+        "precision": round(p, 4),
+        "recall": round(r, 4),
+        "f1": round(2 * p * r / (p + r), 4),
+        "missed": misses,
+        "spurious": extras,
+    }
 
 
 _CHROME_HEAD = ["Skip to main content", "Home » News » World", "Subscribe", "Share on Facebook Share on Twitter"]
-_CHROME_FOOT = ["Related stories", "Leave a Reply", "© 2024 Metro Wire. All rights reserved.",
-                "Tags: news, world, politics", "Metro Wire is read by two million people every month."]
+_CHROME_FOOT = [
+    "Related stories",
+    "Leave a Reply",
+    "© 2024 Metro Wire. All rights reserved.",
+    "Tags: news, world, politics",
+    "Metro Wire is read by two million people every month.",
+]
 _SENTENCE = re.compile(r"(?<=[.!?\"”])\s+(?=[\"“A-Z0-9])")
 
 
@@ -174,7 +198,7 @@ def evaluate_dedup(clusters_dir: Path, seed: int = 7) -> dict[str, Any]:
         "flagged_hard_negatives": false_positives,
         "precision": round(true_positives / (true_positives + false_positives), 4),
         "note": "flagged same-event pairs may be real copies (wire stories reprinted): read them before calling "
-                "them errors",
+        "them errors",
     }
 
 

@@ -103,8 +103,13 @@ def score_aeb(root: Path, limit: int | None = None) -> dict[str, dict[str, float
     out: dict[str, dict[str, float]] = {}
     for name, t in totals.items():
         p, r = sum(t.precision) / pages, sum(t.recall) / pages
-        out[name] = {"pages": pages, "precision": round(p, 4), "recall": round(r, 4), "f1": round(_f1(p, r), 4),
-                     "pages_per_s": round(pages / t.seconds, 1)}
+        out[name] = {
+            "pages": pages,
+            "precision": round(p, 4),
+            "recall": round(r, 4),
+            "f1": round(_f1(p, r), 4),
+            "pages_per_s": round(pages / t.seconds, 1),
+        }
     return out
 
 
@@ -130,8 +135,13 @@ def score_snippets(root: Path, limit: int | None = None) -> dict[str, dict[str, 
     for name, t in totals.items():
         p = t.tp / (t.tp + t.fp) if t.tp + t.fp else 0.0
         r = t.tp / (t.tp + t.fn) if t.tp + t.fn else 0.0
-        out[name] = {"pages": pages, "precision": round(p, 4), "recall": round(r, 4), "f1": round(_f1(p, r), 4),
-                     "pages_per_s": round(pages / t.seconds, 1)}
+        out[name] = {
+            "pages": pages,
+            "precision": round(p, 4),
+            "recall": round(r, 4),
+            "f1": round(_f1(p, r), 4),
+            "pages_per_s": round(pages / t.seconds, 1),
+        }
     return out
 
 

@@ -123,8 +123,16 @@ def _article(
     article_id: str, title: str | None, body: str, at: datetime, language: str, url: str, source: str
 ) -> clustering.ArticleInput:
     body = body or title or "-"
-    msg = RawArticleV1.model_validate({"url": url, "source": source or "unknown", "fetched_at": at,
-                                       "published_at": at, "title": (title or None) and title[:2000], "text": body})
+    msg = RawArticleV1.model_validate(
+        {
+            "url": url,
+            "source": source or "unknown",
+            "fetched_at": at,
+            "published_at": at,
+            "title": (title or None) and title[:2000],
+            "text": body,
+        }
+    )
     cleaned = clean_article(msg)
     text = cleaned.text if isinstance(cleaned, Cleaned) else body
     title = cleaned.title if isinstance(cleaned, Cleaned) else title
@@ -176,8 +184,15 @@ def load_gedikli(root: Path) -> Dataset:
             a, b = sorted((find(i), find(j)))
             parent[b] = a
     inputs = [
-        _article(_sha(r["url"])[:16], r["title"], r["text"], datetime.fromisoformat(r["date"]).replace(tzinfo=UTC),
-                 "en", r["url"], r["paperurl"])
+        _article(
+            _sha(r["url"])[:16],
+            r["title"],
+            r["text"],
+            datetime.fromisoformat(r["date"]).replace(tzinfo=UTC),
+            "en",
+            r["url"],
+            r["paperurl"],
+        )
         for r in rows
     ]
     return Dataset("gedikli", inputs, [str(find(i)) for i in range(len(rows))], pairs, coder2)
@@ -195,8 +210,12 @@ def load_uci(root: Path, sample: int = UCI_SAMPLE) -> Dataset:
         at = datetime.fromtimestamp(start / 1000, UTC) + timedelta(milliseconds=span * i / len(rows))
         url = r["URL"].replace("\\", "") if r["URL"].startswith("http") else f"https://uci.invalid/{r['ID']}"
         inputs.append(_article(r["ID"], r["TITLE"], r["TITLE"], at, "en", url, r["PUBLISHER"]))
-    return Dataset("uci", inputs, [r["STORY"] for r in rows],
-                   note=f"deterministic subsample of {len(rows)} of 6,366 rows (lowest sha1(ID)), shuffled, synthetic times")
+    return Dataset(
+        "uci",
+        inputs,
+        [r["STORY"] for r in rows],
+        note=f"deterministic subsample of {len(rows)} of 6,366 rows (lowest sha1(ID)), shuffled, synthetic times",
+    )
 
 
 def load_wikiref(root: Path) -> Dataset:
@@ -207,22 +226,38 @@ def load_wikiref(root: Path) -> Dataset:
         raw = (root / r["file"]).read_bytes().decode("cp1252", errors="replace").replace("\r\n", "\n")
         title, _, body = raw.strip().partition("\n")
         name = Path(r["file"]).name
-        inputs.append(_article(name, title.strip(), body.strip() or title, _NO_TIME, "en",
-                               f"https://wikiref220.invalid/{name}", "wikiref220"))
+        inputs.append(
+            _article(
+                name,
+                title.strip(),
+                body.strip() or title,
+                _NO_TIME,
+                "en",
+                f"https://wikiref220.invalid/{name}",
+                "wikiref220",
+            )
+        )
     return Dataset("wikiref220", inputs, [r["topic"] for r in rows], note="broad topics, no times")
 
 
 def load_wikinewssum(root: Path) -> Dataset:
     rows = [json.loads(line) for line in (root / "source_articles.jsonl").read_text(encoding="utf-8").splitlines()]
-    rows.sort(key=lambda r: (_sha(f"{r['event_id']}/{r['source_index']}/{r['url']}")))
+    rows.sort(key=lambda r: _sha(f"{r['event_id']}/{r['source_index']}/{r['url']}"))
     inputs = []
     for r in rows:
         lang = r.get("language") or "und"
         url = r["url"] if str(r.get("url", "")).startswith("http") else f"https://wikinewssum.invalid/{r['event_id']}"
-        inputs.append(_article(f"{r['event_id']}-{r['source_index']}", r.get("title"), r["text"], _NO_TIME, lang,
-                               url, "wikinewssum"))
-    return Dataset("wikinewssum", inputs, [str(r["event_id"]) for r in rows],
-                   note="weak labels (cited by one Wikinews report), no times")
+        inputs.append(
+            _article(
+                f"{r['event_id']}-{r['source_index']}", r.get("title"), r["text"], _NO_TIME, lang, url, "wikinewssum"
+            )
+        )
+    return Dataset(
+        "wikinewssum",
+        inputs,
+        [str(r["event_id"]) for r in rows],
+        note="weak labels (cited by one Wikinews report), no times",
+    )
 
 
 def load_all(clusters_dir: Path) -> list[Dataset]:
@@ -256,9 +291,12 @@ def score(ds: Dataset) -> dict[str, Any]:
     runs = {round(t / 100, 2): _baseline(docs, t / 100) for t in range(5, 65, 5)}
     sweep = {t: bcubed(labels, ds.gold) for t, labels in runs.items()}
     best_t = max(sweep, key=lambda t: (sweep[t]["f1"], -t))
-    newsflow: dict[str, Any] = {**bcubed(predicted, ds.gold), "stories": len(set(predicted)),
-                "merges": sum(len(d.merged) for d in decisions),
-                "background_merges": sum(len(d.background) for d in decisions)}
+    newsflow: dict[str, Any] = {
+        **bcubed(predicted, ds.gold),
+        "stories": len(set(predicted)),
+        "merges": sum(len(d.merged) for d in decisions),
+        "background_merges": sum(len(d.background) for d in decisions),
+    }
     baseline: dict[str, Any] = {**sweep[best_t], "threshold": best_t, "stories": len(set(runs[best_t]))}
     out: dict[str, Any] = {"articles": len(ds.gold), "labels": len(set(ds.gold))}
     if ds.note:
@@ -274,8 +312,11 @@ def score(ds: Dataset) -> dict[str, Any]:
         c2_pos = sum(1 for *_, same in ds.pairs_coder2 if same)
         g_pos = sum(1 for *_, same in ds.pairs if same)
         p, r = agree / c2_pos, agree / g_pos
-        out["coder2_pairwise_vs_coder1"] = {"precision": round(p, 4), "recall": round(r, 4),
-                                            "f1": round(2 * p * r / (p + r), 4)}
+        out["coder2_pairwise_vs_coder1"] = {
+            "precision": round(p, 4),
+            "recall": round(r, 4),
+            "f1": round(2 * p * r / (p + r), 4),
+        }
     out["newsflow"] = newsflow
     out["baseline_tfidf_hindsight"] = baseline
     out["newsflow_minus_baseline_f1"] = round(newsflow["f1"] - baseline["f1"], 4)

@@ -33,7 +33,6 @@ import asyncpg
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
-from newsflow.ingest import entity_plan
 from newsflow.adapters import chrome_store, dedup_store, kafka, postgres
 from newsflow.domain import entities, stages
 from newsflow.domain.cleaning import learned_chrome
@@ -41,16 +40,17 @@ from newsflow.domain.contract import RawArticleV1, Rejection
 from newsflow.domain.events import (
     ArticleCleaned,
     ArticleDedupKeyed,
-    ArticleLanguageDetected,
     ArticleEntitiesExtracted,
+    ArticleLanguageDetected,
     ArticleRevised,
     ConsumerOffsetsReset,
     NewEvent,
 )
 from newsflow.domain.offsets import decide_resume
 from newsflow.domain.stages import Accepted, Outcome, Rejected, SourceRecord, clean_record, decode_record, reject
-from newsflow.settings import Settings
+from newsflow.ingest import entity_plan
 from newsflow.ingest.stage_runner import StageCrashed, StageRunner, StageTimeout
+from newsflow.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -69,8 +69,9 @@ class _Pending:
     ms: dict[str, float]  # wall time per stage, for batch.committed
 
 
-def sought_before(records: Sequence[SourceRecord], expected: Mapping[int, int], positioned: Mapping[int, int],
-                  fetched_in: int) -> list[SourceRecord]:
+def sought_before(
+    records: Sequence[SourceRecord], expected: Mapping[int, int], positioned: Mapping[int, int], fetched_in: int
+) -> list[SourceRecord]:
     """The records of partitions this worker holds that were fetched after the partition's latest seek.
 
     getmany() can return records just before the rebalance callback seeks their
@@ -84,7 +85,7 @@ def sought_before(records: Sequence[SourceRecord], expected: Mapping[int, int], 
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, worker: "PipelineWorker") -> None:
+    def __init__(self, worker: PipelineWorker) -> None:
         self.worker = worker
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
@@ -544,8 +545,9 @@ class PipelineWorker:
                 received, *rest = o.events
                 cause = {"causation": {"kind": "event", "event_id": str(received.event_id)}}
                 events.extend(
-                    _closed_by_entities([received, NewEvent.of(o.stream_id, revised, cause), *rest],
-                                        await self._dedup(conn, o))
+                    _closed_by_entities(
+                        [received, NewEvent.of(o.stream_id, revised, cause), *rest], await self._dedup(conn, o)
+                    )
                 )
         return events, new_articles
 
@@ -566,8 +568,10 @@ async def _done(o: Outcome) -> Outcome:
 def _with_entities(o: Accepted, reused_from: uuid.UUID, payload: dict[str, Any]) -> Outcome:
     """``o`` with the entity results of another article (an exact or close copy of it)."""
     event = stages.entities_event(
-        o, entities.Entities(payload["supported"], payload["entities"]),
-        reused_from=reused_from, failure=payload.get("failure"),
+        o,
+        entities.Entities(payload["supported"], payload["entities"]),
+        reused_from=reused_from,
+        failure=payload.get("failure"),
     )
     return o.with_event(event)
 

@@ -31,9 +31,12 @@ async def apply(conn: asyncpg.Connection, e: ArticleEntitiesExtracted) -> None:
     )
     if seen_at is None:
         return  # no article row (it was rejected or never cleaned): nothing to attach mentions to
-    previous = [r["entity_id"] for r in await conn.fetch(
-        "DELETE FROM article_entities WHERE article_id = $1 RETURNING entity_id", e.article_id
-    )]
+    previous = [
+        r["entity_id"]
+        for r in await conn.fetch(
+            "DELETE FROM article_entities WHERE article_id = $1 RETURNING entity_id", e.article_id
+        )
+    ]
     touched: set[uuid.UUID] = set(previous)
     for entity in e.entities:
         keys = [fold(entity.name), *(fold(a) for a in entity.aliases)]
@@ -43,7 +46,8 @@ async def apply(conn: asyncpg.Connection, e: ArticleEntitiesExtracted) -> None:
         known = await conn.fetchval(
             "SELECT entity_id FROM entity_aliases WHERE type = $1 AND alias_key = ANY($2::text[])"
             " ORDER BY array_position($2::text[], alias_key) LIMIT 1",
-            entity.type, keys,
+            entity.type,
+            keys,
         )
         entity_id = known or entity_id_for(entity.type, keys[0])
         if known is None:
@@ -53,12 +57,17 @@ async def apply(conn: asyncpg.Connection, e: ArticleEntitiesExtracted) -> None:
                     first_seen, last_seen)
                 VALUES ($1, $2, $3, '{}', 0, 0, $4, $4) ON CONFLICT (entity_id) DO NOTHING
                 """,
-                entity_id, entity.type, entity.name, seen_at,
+                entity_id,
+                entity.type,
+                entity.name,
+                seen_at,
             )
         await conn.execute(
             "INSERT INTO entity_aliases (type, alias_key, entity_id)"
             " SELECT $1, unnest($2::text[]), $3 ON CONFLICT DO NOTHING",
-            entity.type, keys, entity_id,
+            entity.type,
+            keys,
+            entity_id,
         )
         await conn.execute(
             """
@@ -68,7 +77,11 @@ async def apply(conn: asyncpg.Connection, e: ArticleEntitiesExtracted) -> None:
                 mentions = article_entities.mentions + EXCLUDED.mentions,
                 first_offset = least(article_entities.first_offset, EXCLUDED.first_offset)
             """,
-            e.article_id, entity_id, entity.count, entity.first_offset, seen_at,
+            e.article_id,
+            entity_id,
+            entity.count,
+            entity.first_offset,
+            seen_at,
         )
         await conn.execute(
             """
@@ -77,7 +90,9 @@ async def apply(conn: asyncpg.Connection, e: ArticleEntitiesExtracted) -> None:
                 first_seen = least(first_seen, $3), last_seen = greatest(last_seen, $3)
             WHERE entity_id = $1
             """,
-            entity_id, [entity.name, *entity.aliases], seen_at,
+            entity_id,
+            [entity.name, *entity.aliases],
+            seen_at,
         )
         touched.add(entity_id)
     await conn.execute(

@@ -71,7 +71,9 @@ class LogReader:
                     log.info("log_reader.applied", reader=self.name, events=applied)
                 stop_wait = asyncio.ensure_future(stop.wait())
                 wake_wait = asyncio.ensure_future(self._wake.wait())
-                await asyncio.wait({stop_wait, wake_wait}, timeout=self.poll_interval_s, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(
+                    {stop_wait, wake_wait}, timeout=self.poll_interval_s, return_when=asyncio.FIRST_COMPLETED
+                )
                 stop_wait.cancel()
                 wake_wait.cancel()
         finally:

@@ -19,7 +19,6 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from newsflow.readside import entity_registry
 from newsflow.domain.events import (
     ArticleAssignedToStory,
     ArticleCleaned,
@@ -36,6 +35,7 @@ from newsflow.domain.events import (
     StoryStarted,
     registry,
 )
+from newsflow.readside import entity_registry
 
 STORIES_READER = "projection.stories"
 SCHEMA = "projection"
@@ -123,8 +123,17 @@ async def _article_text(conn: asyncpg.Connection, event: RecordedEvent, a: Artic
             language_hint = EXCLUDED.language_hint, published_at = EXCLUDED.published_at,
             fetched_at = EXCLUDED.fetched_at, last_position = EXCLUDED.last_position
         """,
-        a.article_id, a.url, a.source, a.title, _lead(a.text), a.word_count, a.language_hint,
-        a.published_at, a.fetched_at, a.published_at or a.fetched_at, event.position,
+        a.article_id,
+        a.url,
+        a.source,
+        a.title,
+        _lead(a.text),
+        a.word_count,
+        a.language_hint,
+        a.published_at,
+        a.fetched_at,
+        a.published_at or a.fetched_at,
+        event.position,
     )
 
 
@@ -147,7 +156,9 @@ async def _article_keyed(conn: asyncpg.Connection, k: ArticleDedupKeyed) -> None
 async def _article_language(conn: asyncpg.Connection, d: ArticleLanguageDetected) -> None:
     await conn.execute(
         "UPDATE articles SET language = $2, language_confidence = $3 WHERE article_id = $1",
-        d.article_id, None if d.code == "und" else d.code, d.confidence,
+        d.article_id,
+        None if d.code == "und" else d.code,
+        d.confidence,
     )
 
 
@@ -158,7 +169,11 @@ async def _article_duplicate(conn: asyncpg.Connection, d: ArticleDuplicateDetect
         SET duplicate_of = $2, duplicate_of_url = $3, duplicate_kind = $4, duplicate_similarity = $5
         WHERE article_id = $1
         """,
-        d.article_id, d.canonical_article_id, d.canonical_url, d.kind, d.similarity,
+        d.article_id,
+        d.canonical_article_id,
+        d.canonical_url,
+        d.kind,
+        d.similarity,
     )
 
 
@@ -171,8 +186,16 @@ async def _article_rejected(conn: asyncpg.Connection, event: RecordedEvent, r: A
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
         ON CONFLICT (position) DO NOTHING
         """,
-        event.position, r.reason, r.detail, r.source, cause.get("topic"), cause.get("partition"),
-        cause.get("offset"), r.key, r.raw_size, event.recorded_at,
+        event.position,
+        r.reason,
+        r.detail,
+        r.source,
+        cause.get("topic"),
+        cause.get("partition"),
+        cause.get("offset"),
+        r.key,
+        r.raw_size,
+        event.recorded_at,
     )
 
 
@@ -182,7 +205,9 @@ async def _story_started(conn: asyncpg.Connection, event: RecordedEvent, s: Stor
         INSERT INTO stories (story_id, clusterer_version, started_position, last_position)
         VALUES ($1, $2, $3, $3) ON CONFLICT (story_id) DO NOTHING
         """,
-        s.story_id, s.clusterer_version, event.position,
+        s.story_id,
+        s.clusterer_version,
+        event.position,
     )
 
 
@@ -193,7 +218,14 @@ async def _article_assigned(conn: asyncpg.Connection, event: RecordedEvent, a: A
             story_shared_entities = $6, story_top_terms = $7, story_duplicate_of = $8, story_position = $9
         WHERE article_id = $1
         """,
-        a.article_id, a.story_id, a.role, a.started, a.score, a.shared_entities, a.top_terms, a.duplicate_of,
+        a.article_id,
+        a.story_id,
+        a.role,
+        a.started,
+        a.score,
+        a.shared_entities,
+        a.top_terms,
+        a.duplicate_of,
         event.position,
     )
 
@@ -202,15 +234,24 @@ async def _stories_merged(conn: asyncpg.Connection, event: RecordedEvent, m: Sto
     await conn.execute(
         "INSERT INTO story_merges (merged_story_id, into_story_id, bridging_article_id, position, reason)"
         " SELECT unnest($1::uuid[]), $2, $3, $4, $5 ON CONFLICT DO NOTHING",
-        m.merged_story_ids, m.story_id, m.bridging_article_id, event.position, m.reason,
+        m.merged_story_ids,
+        m.story_id,
+        m.bridging_article_id,
+        event.position,
+        m.reason,
     )
-    await conn.execute("UPDATE story_merges SET into_story_id = $2 WHERE into_story_id = ANY($1::uuid[])",
-                       m.merged_story_ids, m.story_id)
-    await conn.execute("UPDATE articles SET story_id = $2 WHERE story_id = ANY($1::uuid[])",
-                       m.merged_story_ids, m.story_id)
+    await conn.execute(
+        "UPDATE story_merges SET into_story_id = $2 WHERE into_story_id = ANY($1::uuid[])",
+        m.merged_story_ids,
+        m.story_id,
+    )
+    await conn.execute(
+        "UPDATE articles SET story_id = $2 WHERE story_id = ANY($1::uuid[])", m.merged_story_ids, m.story_id
+    )
     await conn.execute("DELETE FROM stories WHERE story_id = ANY($1::uuid[])", m.merged_story_ids)
-    await conn.execute("UPDATE stories SET last_position = greatest(last_position, $2) WHERE story_id = $1",
-                       m.story_id, event.position)
+    await conn.execute(
+        "UPDATE stories SET last_position = greatest(last_position, $2) WHERE story_id = $1", m.story_id, event.position
+    )
 
 
 async def _refresh_story(conn: asyncpg.Connection, story_id: uuid.UUID) -> None:
@@ -256,5 +297,6 @@ async def _refresh_story(conn: asyncpg.Connection, story_id: uuid.UUID) -> None:
         FROM agg LEFT JOIN rep ON true
         WHERE s.story_id = $1
         """,
-        story_id, TOP_ENTITIES,
+        story_id,
+        TOP_ENTITIES,
     )

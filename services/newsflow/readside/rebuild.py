@@ -16,9 +16,9 @@ import asyncpg
 import structlog
 from tqdm import tqdm
 
-from newsflow.readside import projections
 from newsflow.adapters import postgres
 from newsflow.domain.events import registry
+from newsflow.readside import projections
 
 log = structlog.get_logger(__name__)
 
@@ -40,7 +40,9 @@ async def _replay(conn: asyncpg.Connection, position: int, page: int, bar: tqdm 
         position = events[-1].position
 
 
-async def rebuild(pool: asyncpg.Pool, name: str = "stories", page: int = 1000, progress: bool = False) -> dict[str, int]:
+async def rebuild(
+    pool: asyncpg.Pool, name: str = "stories", page: int = 1000, progress: bool = False
+) -> dict[str, int]:
     """Rebuild projection ``name``; returns the rows per table and the position it was rebuilt to."""
     if name not in PROJECTIONS:
         raise ValueError(f"unknown projection {name!r}; one of {', '.join(PROJECTIONS)}")
@@ -62,9 +64,7 @@ async def rebuild(pool: asyncpg.Pool, name: str = "stories", page: int = 1000, p
             for table in tables:
                 await conn.execute(f"DELETE FROM {projections.SCHEMA}.{table}")
             for table in tables:
-                status = await conn.execute(
-                    f"INSERT INTO {projections.SCHEMA}.{table} SELECT * FROM {SHADOW}.{table}"
-                )
+                status = await conn.execute(f"INSERT INTO {projections.SCHEMA}.{table} SELECT * FROM {SHADOW}.{table}")
                 counts[table] = int(status.split()[-1])
             await postgres.save_checkpoint(conn, reader, position)
             await conn.execute(f"DROP SCHEMA {SHADOW} CASCADE")

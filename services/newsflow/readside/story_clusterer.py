@@ -59,8 +59,11 @@ READER = "clusterer.stories"
 STORY_STREAM_PREFIX = "story-"
 STORY_OF_CACHE = 100_000  # article → story answers kept in memory; older ones come from the log
 _INPUT_TYPES = (
-    ArticleCleaned.event_type, ArticleNormalized.event_type, ArticleLanguageDetected.event_type,
-    ArticleDuplicateDetected.event_type, ArticleEntitiesExtracted.event_type,
+    ArticleCleaned.event_type,
+    ArticleNormalized.event_type,
+    ArticleLanguageDetected.event_type,
+    ArticleDuplicateDetected.event_type,
+    ArticleEntitiesExtracted.event_type,
 )
 
 
@@ -109,7 +112,7 @@ class ClustererState:
     articles: int = 0
 
     @classmethod
-    def empty(cls) -> "ClustererState":
+    def empty(cls) -> ClustererState:
         return cls(clustering.OnlineClusterer(), OrderedDict(), {})
 
     def resolve(self, story: str) -> str:
@@ -179,8 +182,13 @@ class StoryClusterer:
         self.position = checkpoint
         self._recorded = {}
         self._since_snapshot = 0
-        log.info("clusterer.restored", snapshot=row["position"] if row else None, checkpoint=checkpoint,
-                 replayed_events=replayed, articles=self.state.articles)
+        log.info(
+            "clusterer.restored",
+            snapshot=row["position"] if row else None,
+            checkpoint=checkpoint,
+            replayed_events=replayed,
+            articles=self.state.articles,
+        )
 
     async def _save_snapshot(self, conn: asyncpg.Connection, position: int) -> None:
         blob = await asyncio.to_thread(_dump, self.state)  # off the event loop: heartbeats keep flowing
@@ -191,7 +199,11 @@ class StoryClusterer:
             ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, version = EXCLUDED.version,
                 state = EXCLUDED.state, articles = EXCLUDED.articles, taken_at = now()
             """,
-            READER, position, clustering.CLUSTERER_VERSION, blob, self.state.articles,
+            READER,
+            position,
+            clustering.CLUSTERER_VERSION,
+            blob,
+            self.state.articles,
         )
         self._since_snapshot = 0
         log.info("clusterer.snapshot", position=position, bytes=len(blob), articles=self.state.articles)
@@ -223,7 +235,8 @@ class StoryClusterer:
             story = await conn.fetchval(
                 "SELECT payload->>'story_id' FROM newsflow.events"
                 " WHERE type = $1 AND payload->>'article_id' = $2 ORDER BY position LIMIT 1",
-                ArticleAssignedToStory.event_type, article_id,
+                ArticleAssignedToStory.event_type,
+                article_id,
             )
         return self.state.resolve(story) if story is not None else None
 
@@ -237,7 +250,11 @@ class StoryClusterer:
         state.remember(article_id, recorded.story_id)
 
     async def _decide(
-        self, conn: asyncpg.Connection, article_id: str, version: _Version, entities: tuple[str, ...],
+        self,
+        conn: asyncpg.Connection,
+        article_id: str,
+        version: _Version,
+        entities: tuple[str, ...],
         cause: RecordedEvent,
     ) -> list[NewEvent]:
         state = self.state
@@ -249,9 +266,15 @@ class StoryClusterer:
             state.remember(article_id, canonical_story)
             sid = uuid.UUID(canonical_story)
             assigned = ArticleAssignedToStory(
-                story_id=sid, clusterer_version=clustering.CLUSTERER_VERSION, article_id=uuid.UUID(article_id),
-                role="duplicate", started=False, score=round(version.similarity, 4), shared_entities=[],
-                top_terms=[], duplicate_of=uuid.UUID(version.duplicate_of),  # type: ignore[arg-type]
+                story_id=sid,
+                clusterer_version=clustering.CLUSTERER_VERSION,
+                article_id=uuid.UUID(article_id),
+                role="duplicate",
+                started=False,
+                score=round(version.similarity, 4),
+                shared_entities=[],
+                top_terms=[],
+                duplicate_of=uuid.UUID(version.duplicate_of),  # type: ignore[arg-type]
             )
             return [NewEvent.of(story_stream(sid), assigned, metadata)]
         decision = state.model.add(_input(article_id, version, entities), new_story_id=str(story_uuid(article_id)))
@@ -260,10 +283,19 @@ class StoryClusterer:
         stream = story_stream(sid)
         out: list[NewEvent] = []
         if decision.started:
-            out.append(NewEvent.of(stream, StoryStarted(
-                story_id=sid, clusterer_version=clustering.CLUSTERER_VERSION, article_id=uuid.UUID(article_id),
-                best_score=decision.score, top_terms=list(decision.top_terms),
-            ), metadata))
+            out.append(
+                NewEvent.of(
+                    stream,
+                    StoryStarted(
+                        story_id=sid,
+                        clusterer_version=clustering.CLUSTERER_VERSION,
+                        article_id=uuid.UUID(article_id),
+                        best_score=decision.score,
+                        top_terms=list(decision.top_terms),
+                    ),
+                    metadata,
+                )
+            )
         for merged in decision.merged:
             state.merged_into[merged] = decision.story_id
         by_reason: list[tuple[MergeReason, list[str]]] = [
@@ -272,23 +304,46 @@ class StoryClusterer:
         ]
         for reason, ids in by_reason:
             if ids:
-                out.append(NewEvent.of(stream, StoriesMerged(
-                    story_id=sid, clusterer_version=clustering.CLUSTERER_VERSION,
-                    merged_story_ids=[uuid.UUID(m) for m in ids],
-                    bridging_article_id=uuid.UUID(article_id), reason=reason,
-                ), metadata))
-        out.append(NewEvent.of(stream, ArticleAssignedToStory(
-            story_id=sid, clusterer_version=clustering.CLUSTERER_VERSION, article_id=uuid.UUID(article_id),
-            role="canonical", started=decision.started, score=decision.score,
-            shared_entities=_display_names(decision.shared_entities, entities), top_terms=list(decision.top_terms),
-        ), metadata))
+                out.append(
+                    NewEvent.of(
+                        stream,
+                        StoriesMerged(
+                            story_id=sid,
+                            clusterer_version=clustering.CLUSTERER_VERSION,
+                            merged_story_ids=[uuid.UUID(m) for m in ids],
+                            bridging_article_id=uuid.UUID(article_id),
+                            reason=reason,
+                        ),
+                        metadata,
+                    )
+                )
+        out.append(
+            NewEvent.of(
+                stream,
+                ArticleAssignedToStory(
+                    story_id=sid,
+                    clusterer_version=clustering.CLUSTERER_VERSION,
+                    article_id=uuid.UUID(article_id),
+                    role="canonical",
+                    started=decision.started,
+                    score=decision.score,
+                    shared_entities=_display_names(decision.shared_entities, entities),
+                    top_terms=list(decision.top_terms),
+                ),
+                metadata,
+            )
+        )
         return out
 
 
 def _input(article_id: str, version: _Version, entities: tuple[str, ...]) -> clustering.ArticleInput:
     return clustering.ArticleInput(
-        article_id=article_id, title=version.title, text=version.text, entities=entities,
-        at=version.at, language=version.language,
+        article_id=article_id,
+        title=version.title,
+        text=version.text,
+        entities=entities,
+        at=version.at,
+        language=version.language,
     )
 
 
@@ -308,7 +363,8 @@ async def _recorded_decisions(conn: asyncpg.Connection, after: int) -> dict[int,
     rows = await conn.fetch(
         "SELECT type, payload, metadata FROM newsflow.events"
         " WHERE type = ANY($1::text[]) AND position > $2 ORDER BY position",
-        [ArticleAssignedToStory.event_type, StoriesMerged.event_type], after,
+        [ArticleAssignedToStory.event_type, StoriesMerged.event_type],
+        after,
     )
     merged: dict[int, tuple[str, ...]] = {}
     recorded: dict[int, _Recorded] = {}

@@ -16,11 +16,11 @@ from typing import Any
 
 import asyncpg
 
-from newsflow.readside import projections
 from newsflow.adapters import postgres
 from newsflow.domain.clustering import follow_merges
 from newsflow.domain.events import ArticleAssignedToStory, StoriesMerged, StoryStarted, registry
 from newsflow.domain.identity import article_stream
+from newsflow.readside import projections
 from newsflow.readside.story_clusterer import story_stream
 
 _DECISIONS = [StoryStarted.event_type, ArticleAssignedToStory.event_type, StoriesMerged.event_type]
@@ -39,7 +39,8 @@ async def show(conn: asyncpg.Connection, story_id: uuid.UUID, as_of: datetime | 
         decisions = await conn.fetch(
             "SELECT position, type, payload FROM newsflow.events"
             " WHERE type = ANY($1::text[]) AND position <= $2 ORDER BY position",
-            _DECISIONS, position,
+            _DECISIONS,
+            position,
         )
         merged_into: dict[str, str] = {}
         member_of: dict[str, str] = {}
@@ -59,7 +60,8 @@ async def show(conn: asyncpg.Connection, story_id: uuid.UUID, as_of: datetime | 
         rows = await conn.fetch(
             f"SELECT {postgres.EVENT_COLUMNS} FROM newsflow.events"
             " WHERE stream_id = ANY($1::text[]) AND position <= $2 ORDER BY position",
-            streams, position,
+            streams,
+            position,
         )
         await projections.create_empty_tables(conn, None)
         await conn.execute("SET LOCAL search_path TO pg_temp")
@@ -106,7 +108,8 @@ async def _read(conn: asyncpg.Connection, story_id: uuid.UUID, as_of: datetime |
     )
     merged = await conn.fetch(
         "SELECT merged_story_id, reason, bridging_article_id FROM story_merges WHERE into_story_id = $1"
-        " ORDER BY position, merged_story_id", story_id
+        " ORDER BY position, merged_story_id",
+        story_id,
     )
     return {
         "id": str(story_id),
@@ -120,15 +123,27 @@ async def _read(conn: asyncpg.Connection, story_id: uuid.UUID, as_of: datetime |
         "sources": list(story["sources"]),
         "languages": list(story["languages"]),
         "merged_from": [str(r["merged_story_id"]) for r in merged],
-        "merges": [{"story_id": str(r["merged_story_id"]), "reason": r["reason"],
-                    "bridging_article_id": str(r["bridging_article_id"])} for r in merged],
+        "merges": [
+            {
+                "story_id": str(r["merged_story_id"]),
+                "reason": r["reason"],
+                "bridging_article_id": str(r["bridging_article_id"]),
+            }
+            for r in merged
+        ],
         "timeline": [{"hour": _iso(r["hour"]), "articles": r["articles"]} for r in timeline],
         "entities": [dict(r) for r in entities],
         "articles": [
             {
-                "id": str(a["article_id"]), "url": a["url"], "source": a["source"], "title": a["title"],
-                "first_seen": _iso(a["first_seen"]), "language": a["language"], "role": a["role"],
-                "score": a["score"], "why": a["why"],
+                "id": str(a["article_id"]),
+                "url": a["url"],
+                "source": a["source"],
+                "title": a["title"],
+                "first_seen": _iso(a["first_seen"]),
+                "language": a["language"],
+                "role": a["role"],
+                "score": a["score"],
+                "why": a["why"],
             }
             for a in articles
         ],

@@ -56,51 +56,105 @@ class _Rule:
 
 
 _RULES: tuple[_Rule, ...] = (
-    _Rule(COMMENT_PROMPT, re.compile(
-        r"(?:leave a (?:reply|comment)|post a comment|add a comment|write a comment|"
-        r"join the (?:conversation|discussion)|\d+\s+comments?|comments?(?:\s*\(\d+\))?|"
-        r"your email address will not be published\b.*|required fields are marked\b.*|"
-        r"please enter (?:your|a) (?:comment|name|email)\b.*|save my name,? email\b.*|"
-        r"you must be logged in to post a comment\b.*|cancel reply|submit comment|post comment|"
-        r"notify me of (?:new|follow-up)\b.*|log in to (?:comment|reply)\b.*)\W*", _I), 25),
-    _Rule(SHARE, re.compile(rf"(?:share(?: this(?: article| story| post| page)?| post| article| story)?(?: (?:on|via) .{1,30})?|{_SOCIAL}(?:[\s,|·•/]+{_SOCIAL})*)\W*", _I), 12),
-    _Rule(SUBSCRIBE, re.compile(
-        r"(?:subscribe(?: now| today| here| for free| to (?:our|the) newsletter)?|"
-        r"sign up (?:for|to) (?:our|the) (?:daily |weekly )?newsletter\b.*|newsletter|"
-        r"get (?:the latest|our) .{0,60}in your inbox\b.*)\W*", _I), 15),
+    _Rule(
+        COMMENT_PROMPT,
+        re.compile(
+            r"(?:leave a (?:reply|comment)|post a comment|add a comment|write a comment|"
+            r"join the (?:conversation|discussion)|\d+\s+comments?|comments?(?:\s*\(\d+\))?|"
+            r"your email address will not be published\b.*|required fields are marked\b.*|"
+            r"please enter (?:your|a) (?:comment|name|email)\b.*|save my name,? email\b.*|"
+            r"you must be logged in to post a comment\b.*|cancel reply|submit comment|post comment|"
+            r"notify me of (?:new|follow-up)\b.*|log in to (?:comment|reply)\b.*)\W*",
+            _I,
+        ),
+        25,
+    ),
+    _Rule(
+        SHARE,
+        re.compile(
+            rf"(?:share(?: this(?: article| story| post| page)?| post| article| story)?(?: (?:on|via) .{1, 30})?|{_SOCIAL}(?:[\s,|·•/]+{_SOCIAL})*)\W*",
+            _I,
+        ),
+        12,
+    ),
+    _Rule(
+        SUBSCRIBE,
+        re.compile(
+            r"(?:subscribe(?: now| today| here| for free| to (?:our|the) newsletter)?|"
+            r"sign up (?:for|to) (?:our|the) (?:daily |weekly )?newsletter\b.*|newsletter|"
+            r"get (?:the latest|our) .{0,60}in your inbox\b.*)\W*",
+            _I,
+        ),
+        15,
+    ),
     _Rule(TAGS, re.compile(r"(?:tags?|tagged(?: with)?|topics?|filed under|categories|keywords)\s*:.*", _I), 40),
-    _Rule(RELATED_BLOCK, re.compile(
-        r"(?:related(?: articles| posts| stories| news| content| coverage| topics)?|"
-        r"popular(?: posts| articles| now| news| stories| today)?|most (?:read|popular|viewed|shared)(?: \w+)?|"
-        r"more like this|more (?:stories|news|articles)(?: from .{1,40})?|more from .{1,40}|"
-        r"you (?:may|might) (?:also )?(?:like|be interested in)|recommended(?: for you| stories| articles)?|"
-        r"trending(?: now| stories)?|read next|what to read next|latest(?: news| posts| articles| stories)?|"
-        r"also read|don'?t miss|top stories|editor'?s picks?|in case you missed it)\W*", _I), 8),
-    _Rule(NAVIGATION, re.compile(
-        r"(?:previous(?: post| article| story)?|next(?: post| article| story)?|back to top(?: button)?|"
-        r"skip to (?:main )?content|go to top|scroll to top|main menu|menu|home|search|"
-        r"(?:←|«|‹).{0,80}|.{0,80}(?:→|»|›))", _I), 14),
+    _Rule(
+        RELATED_BLOCK,
+        re.compile(
+            r"(?:related(?: articles| posts| stories| news| content| coverage| topics)?|"
+            r"popular(?: posts| articles| now| news| stories| today)?|most (?:read|popular|viewed|shared)(?: \w+)?|"
+            r"more like this|more (?:stories|news|articles)(?: from .{1,40})?|more from .{1,40}|"
+            r"you (?:may|might) (?:also )?(?:like|be interested in)|recommended(?: for you| stories| articles)?|"
+            r"trending(?: now| stories)?|read next|what to read next|latest(?: news| posts| articles| stories)?|"
+            r"also read|don'?t miss|top stories|editor'?s picks?|in case you missed it)\W*",
+            _I,
+        ),
+        8,
+    ),
+    _Rule(
+        NAVIGATION,
+        re.compile(
+            r"(?:previous(?: post| article| story)?|next(?: post| article| story)?|back to top(?: button)?|"
+            r"skip to (?:main )?content|go to top|scroll to top|main menu|menu|home|search|"
+            r"(?:←|«|‹).{0,80}|.{0,80}(?:→|»|›))",
+            _I,
+        ),
+        14,
+    ),
     _Rule(SEE_ALSO, re.compile(r"see also\b.*", _I), 30),
-    _Rule(READ_MORE, re.compile(
-        r"(?:read more|continue reading|read the (?:full|whole) (?:story|article)|read also|"
-        r"click here to read|keep reading)\b.*", _I), 30),
+    _Rule(
+        READ_MORE,
+        re.compile(
+            r"(?:read more|continue reading|read the (?:full|whole) (?:story|article)|read also|"
+            r"click here to read|keep reading)\b.*",
+            _I,
+        ),
+        30,
+    ),
     _Rule(READ_MORE, re.compile(r"(?:for more\b.*|.*\bread\b.*):", _I), 10),
     _Rule(COPYRIGHT, re.compile(r"(?:©|\(c\)\s|copyright\b).*|.*\ball rights reserved\W*", _I), 40),
     _Rule(SOURCE_CREDIT, re.compile(r"(?:sources?|credits?|courtesy|via)\s*:\s*(?P<value>\S.{0,80})", _I), 8),
-    _Rule(EDITOR_CREDIT, re.compile(
-        r"[a-z]{1,4}(?:\s*[/,]\s*[a-z]{1,4})+(?:\s*\((?P<value>[^)]{1,80})\))?"  # desk initials: "js, los/fb (AP)"
-        r"|\((?P<agencies>[A-Z][A-Za-z]{1,12}(?:\s*(?:,|and|/)\s*[A-Z][A-Za-z]{1,12})*)\)"  # "(AP, AFP)"
-        r"|\(?with (?:inputs|reporting) from .{1,60}\)?"
-        r"|(?:additional )?(?:reporting|writing|editing|compiled|edited) by\b.*"), 30),
-    _Rule(GUID, re.compile(
-        r"[0-9A-Fa-f]{8}[\s-]?[0-9A-Fa-f]{4}[\s-]?[0-9A-Fa-f]{4}[\s-]?[0-9A-Fa-f]{4}[\s-]?[0-9A-Fa-f]{12}"
-        r"|[0-9a-f]{32,64}|[0-9A-F]{32,64}"), 5),
-    _Rule(EMPTY_LABEL, re.compile(
-        r"(?:date|author|by|published|updated|posted(?: on)?|photo|image|category|source|written by)\s*:?", _I), 3),
+    _Rule(
+        EDITOR_CREDIT,
+        re.compile(
+            r"[a-z]{1,4}(?:\s*[/,]\s*[a-z]{1,4})+(?:\s*\((?P<value>[^)]{1,80})\))?"  # desk initials: "js, los/fb (AP)"
+            r"|\((?P<agencies>[A-Z][A-Za-z]{1,12}(?:\s*(?:,|and|/)\s*[A-Z][A-Za-z]{1,12})*)\)"  # "(AP, AFP)"
+            r"|\(?with (?:inputs|reporting) from .{1,60}\)?"
+            r"|(?:additional )?(?:reporting|writing|editing|compiled|edited) by\b.*"
+        ),
+        30,
+    ),
+    _Rule(
+        GUID,
+        re.compile(
+            r"[0-9A-Fa-f]{8}[\s-]?[0-9A-Fa-f]{4}[\s-]?[0-9A-Fa-f]{4}[\s-]?[0-9A-Fa-f]{4}[\s-]?[0-9A-Fa-f]{12}"
+            r"|[0-9a-f]{32,64}|[0-9A-F]{32,64}"
+        ),
+        5,
+    ),
+    _Rule(
+        EMPTY_LABEL,
+        re.compile(
+            r"(?:date|author|by|published|updated|posted(?: on)?|photo|image|category|source|written by)\s*:?", _I
+        ),
+        3,
+    ),
 )
 
-_MONTH = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
-          r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?")
+_MONTH = (
+    r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
+    r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
+)
 _WEEKDAY = r"(?:mon|tue|wed|thu|fri|sat|sun)[a-z]*\.?,?"
 _TIME = r"(?:,?\s*(?:at\s+)?\d{1,2}[:.]\d{2}(?:[:.]\d{2})?\s*(?:[ap]\.?m\.?)?(?:\s*[A-Z]{2,5})?)?"
 _DATE_LINE = re.compile(

@@ -27,8 +27,8 @@ from datetime import date
 
 from newsflow.domain.cleaning import chrome_rules as rules
 from newsflow.domain.cleaning import html_extraction
-from newsflow.domain.contract import RawArticleV1
 from newsflow.domain.cleaning.text import collapse_spaces, line_key, normalize_line, repair, words
+from newsflow.domain.contract import RawArticleV1
 
 STAGE_NAME = "clean"
 CLEANER_VERSION = "1"
@@ -108,7 +108,7 @@ def looks_binary(body: str) -> bool:
 
 
 def split_page_title(title: str, site_names: Collection[str]) -> tuple[str, list[str]]:
-    """"Headline | News | DV" → ("Headline", ["News", "DV"]).
+    """ "Headline | News | DV" → ("Headline", ["News", "DV"]).
 
     A " | " suffix is always split; " - Site" only when the last part names the site,
     because hyphens and colons are common inside real headlines.
@@ -143,8 +143,12 @@ def clean_article(msg: RawArticleV1, learned: Collection[str] = ()) -> Cleaned |
         extractor = html_extraction.EXTRACTOR
         body = page.text
         title = title or (normalize_line(page.title) if page.title else None)
-        for key, value in (("byline", page.author), ("html_date", page.date), ("site_name", page.sitename),
-                           ("description", page.description)):
+        for key, value in (
+            ("byline", page.author),
+            ("html_date", page.date),
+            ("site_name", page.sitename),
+            ("description", page.description),
+        ):
             if value and normalize_line(value):
                 metadata[key] = normalize_line(value)
     published = msg.published_at.date() if msg.published_at else _iso_date(metadata.get("html_date"))
@@ -305,7 +309,7 @@ def _strip_byline_prefix(state: _State) -> None:
     found = rules.byline_prefix(first.text)
     if found:
         prefix, name = found
-        first.text = first.text[len(prefix):].lstrip()
+        first.text = first.text[len(prefix) :].lstrip()
         state.removed_fragments.append(Removed(prefix, rules.BYLINE))
         state.metadata.setdefault("byline", name)
 

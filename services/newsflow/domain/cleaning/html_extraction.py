@@ -21,8 +21,43 @@ MAX_NESTING_DEPTH = 512
 
 # Elements whose end tag is optional or that never have content: they do not nest reliably.
 _NON_NESTING = frozenset(
-    "area base br col embed hr img input link meta source track wbr param keygen command "
-    "p li dt dd tr td th option optgroup thead tbody tfoot colgroup caption rt rp html head body".split()
+    [
+        "area",
+        "base",
+        "br",
+        "col",
+        "embed",
+        "hr",
+        "img",
+        "input",
+        "link",
+        "meta",
+        "source",
+        "track",
+        "wbr",
+        "param",
+        "keygen",
+        "command",
+        "p",
+        "li",
+        "dt",
+        "dd",
+        "tr",
+        "td",
+        "th",
+        "option",
+        "optgroup",
+        "thead",
+        "tbody",
+        "tfoot",
+        "colgroup",
+        "caption",
+        "rt",
+        "rp",
+        "html",
+        "head",
+        "body",
+    ]
 )
 _TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9-]{0,30})\b[^>]{0,2000}?(/?)>")
 
