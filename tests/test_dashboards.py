@@ -15,8 +15,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from conftest import SEEDS, reaches, role_url, running_daemon, wait_until
+from conftest import reaches, role_url, running_daemon, wait_until
 from newsflow.app.publish import publish
+from newsflow.samples import SEEDS
 from newsflow.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import asyncpg
 
-from conftest import SEEDS, reaches, running_daemon, scalar, wait_until
+from conftest import reaches, running_daemon, scalar, wait_until
 from newsflow.app.publish import publish
 from newsflow.app.reprocess import reprocess
 from newsflow.domain import dedup
-from newsflow.ingest.worker import NEAR_REUSE_MIN_JACCARD
+from newsflow.ingest.entity_plan import NEAR_REUSE_MIN_JACCARD
+from newsflow.samples import SEEDS
 from newsflow.settings import Settings
 
 MANIFEST = json.loads((SEEDS / "manifest.json").read_text())["files"]

@@ -8,7 +8,8 @@ from typing import Any
 from newsflow.domain.entities import CHUNK_CHARS, chunk_spans, extract
 from newsflow.ingest import entity_plan
 from newsflow.ingest.stage_runner import StageRunner
-from test_cleaning import SEEDS, cleaned, seed_message
+from newsflow.samples import SEEDS
+from test_cleaning import cleaned, seed_message
 
 
 def entities_of(name: str) -> dict[str, dict[str, Any]]:

@@ -9,12 +9,14 @@ from pathlib import Path
 import asyncpg
 from aiokafka import AIOKafkaConsumer
 
-from conftest import CONSUMED_SQL, RECEIVED_SQL, SEEDS, reaches, role_url, running_daemon, scalar, wait_until
+from conftest import CONSUMED_SQL, RECEIVED_SQL, reaches, role_url, running_daemon, scalar, wait_until
 from newsflow.adapters import kafka
 from newsflow.app import status
 from newsflow.app.publish import publish
 from newsflow.domain.stages import SourceRecord
-from newsflow.ingest.worker import PipelineWorker, sought_before
+from newsflow.ingest.positioning import sought_before
+from newsflow.ingest.worker import PipelineWorker
+from newsflow.samples import SEEDS
 from newsflow.settings import Settings
 
 ARTICLES_SQL = "SELECT count(*) FROM dashboard.articles"
@@ -232,11 +234,11 @@ async def test_a_regressed_partition_does_not_drop_other_partitions_records(
 ) -> None:
     """Found by the SIGKILL test: dropping the whole batch lost records the consumer had moved past."""
     worker = PipelineWorker(settings, pool)
-    worker.expected = {0: 10, 1: 0}
+    worker.positioner.expected = {0: 10, 1: 0}
     records = [SourceRecord(settings.raw_topic, 0, 3, None, b"{}")] + [
         SourceRecord(settings.raw_topic, 1, i, None, b"{}") for i in range(3)
     ]
-    regressed, keep = worker.split_regressed(records)
+    regressed, keep = worker.positioner.split_regressed(records)
     assert regressed == {0}
     assert [(r.partition, r.offset) for r in keep] == [(1, 0), (1, 1), (1, 2)]
 

@@ -6,10 +6,11 @@ import datetime as dt
 
 import asyncpg
 
-from conftest import SEEDS, reaches, running_daemon, scalar, wait_until
+from conftest import reaches, running_daemon, scalar, wait_until
 from newsflow.app.publish import publish
 from newsflow.app.reprocess import reprocess
 from newsflow.ingest.stage_runner import StageRunner
+from newsflow.samples import SEEDS
 from newsflow.settings import Settings
 
 COUNT = "SELECT count(*) FROM newsflow.events WHERE type = $1"

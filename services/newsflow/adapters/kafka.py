@@ -1,4 +1,4 @@
-"""Kafka adapter: topics, broker identity, producers and the dead-letter topic."""
+"""Kafka adapter: topics, broker identity, the producer and consumer factories, and the dead-letter topic."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import contextlib
 import datetime as dt
 from collections.abc import Sequence
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError, TopicAlreadyExistsError
 
 from newsflow.domain.stages import Rejected
+from newsflow.settings import Settings
 
 MAX_HEADER_VALUE = 4096
 # Dead letters may be as large as anything the raw topic let through (the contract's own limit is 8 MiB).
@@ -46,7 +47,8 @@ async def broker_cluster_id(bootstrap: str) -> str | None:
     await admin.start()
     try:
         described = await admin.describe_cluster()
-        return described.get("cluster_id")
+        cluster_id = described.get("cluster_id")
+        return str(cluster_id) if cluster_id is not None else None
     finally:
         await admin.close()
 
@@ -54,6 +56,22 @@ async def broker_cluster_id(bootstrap: str) -> str | None:
 def make_producer(bootstrap: str, **kwargs: object) -> AIOKafkaProducer:
     """A producer that waits for all in-sync replicas. Idempotence is off: the embedded broker lacks it."""
     return AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, **kwargs)
+
+
+def make_consumer(settings: Settings, client_id: str) -> AIOKafkaConsumer:
+    """The pipeline's group consumer: positions come from PostgreSQL, so Kafka-side commits stay off.
+
+    Fetch sizes admit the largest record the contract accepts (8 MiB) in one fetch.
+    """
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=settings.consumer_group,
+        client_id=client_id,
+        enable_auto_commit=False,
+        auto_offset_reset=settings.start_from,
+        max_partition_fetch_bytes=16 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
 
 
 def dead_letter_headers(rejected: Rejected) -> list[tuple[str, bytes]]:

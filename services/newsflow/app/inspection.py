@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from newsflow.app.publish import manifest_for, message_for_file
-from newsflow.domain import dedup, entities, language
+from newsflow.domain import dedup, entities, language, stages
 from newsflow.domain.cleaning import cleaner
 from newsflow.domain.contract import Rejection, decode_raw_message
 
@@ -37,9 +37,10 @@ def inspect_message(raw: bytes) -> dict[str, Any]:
     decoded = decode_raw_message(raw)
     if isinstance(decoded, Rejection):
         return {"rejected": {"reason": decoded.reason, "detail": decoded.detail, "errors": decoded.errors}}
-    result = cleaner.clean_article(decoded)
-    if isinstance(result, cleaner.CleaningFailure):
-        return {"rejected": {"reason": result.reason, "detail": result.detail, "errors": []}}
+    enriched = stages.enrich(decoded)
+    if isinstance(enriched, cleaner.CleaningFailure):
+        return {"rejected": {"reason": enriched.reason, "detail": enriched.detail, "errors": []}}
+    result, lang, key = enriched.cleaned, enriched.language, enriched.dedup_key
     metadata: dict[str, Any] = {
         "url": decoded.url,
         "source": decoded.source,
@@ -48,9 +49,7 @@ def inspect_message(raw: bytes) -> dict[str, Any]:
         "language_hint": decoded.language,
         **result.metadata,
     }
-    lang = language.detect_article(result.title, result.text)
-    key = dedup.dedup_key(result.text)
-    found = entities.extract(result.text, lang.code)
+    found = stages.find_entities(result.text, lang.code)
     return {
         "title": result.title,
         "text": result.text,

@@ -20,12 +20,12 @@ import structlog
 from tqdm import tqdm
 
 from newsflow.adapters import chrome_store, dedup_store, postgres
-from newsflow.domain import dedup, entities, stages
+from newsflow.domain import stages
 from newsflow.domain.cleaning import cleaner, learned_chrome
 from newsflow.domain.contract import RawArticleV1
 from newsflow.domain.events import ArticleCleaned, ArticleLanguageDetected, ArticleReceived, NewEvent
 from newsflow.ingest import entity_plan
-from newsflow.ingest.stage_runner import StageCrashed, StageRunner, StageTimeout
+from newsflow.ingest.stage_runner import StageRunner
 
 log = structlog.get_logger(__name__)
 
@@ -40,7 +40,7 @@ CHUNK = 100
 
 
 async def _latest(conn: asyncpg.Connection, event_type: str, since: dt.datetime | None) -> list[asyncpg.Record]:
-    return await conn.fetch(
+    rows: list[asyncpg.Record] = await conn.fetch(
         """
         SELECT DISTINCT ON (stream_id) stream_id, event_id, payload FROM newsflow.events
         WHERE type = $1 AND ($2::timestamptz IS NULL OR recorded_at >= $2)
@@ -49,6 +49,7 @@ async def _latest(conn: asyncpg.Connection, event_type: str, since: dt.datetime 
         event_type,
         since,
     )
+    return rows
 
 
 async def _languages(conn: asyncpg.Connection, streams: Sequence[str]) -> dict[str, str]:
@@ -67,6 +68,45 @@ def _metadata(row: asyncpg.Record, stage: str, requested_at: str) -> dict[str, A
     return {**stages.caused_by(row["event_id"]), "reprocess": {"stage": stage, "requested_at": requested_at}}
 
 
+def _cleaned_again(
+    rows: Sequence[asyncpg.Record], learned: learned_chrome.LearnedChrome, requested_at: str
+) -> list[NewEvent]:
+    events: list[NewEvent] = []
+    for row in rows:
+        msg = RawArticleV1.model_validate(row["payload"]["message"])
+        result = stages.clean(msg, learned.for_source(msg.source))
+        if isinstance(result, cleaner.CleaningFailure):
+            log.warning("reprocess.skipped", stream=row["stream_id"], reason=result.reason, detail=result.detail)
+            continue
+        payload = stages.cleaned_payload(row["payload"]["article_id"], msg, result)
+        events.append(NewEvent.of(row["stream_id"], payload, _metadata(row, "clean", requested_at)))
+    return events
+
+
+def _languages_again(rows: Sequence[asyncpg.Record], requested_at: str) -> list[NewEvent]:
+    events: list[NewEvent] = []
+    for row in rows:
+        p = row["payload"]
+        lang = stages.detect_language(p["title"], p["text"])
+        payload = stages.language_payload(p["article_id"], lang, p["language_hint"])
+        events.append(NewEvent.of(row["stream_id"], payload, _metadata(row, "language", requested_at)))
+    return events
+
+
+async def _entities_again(
+    rows: Sequence[asyncpg.Record], conn: asyncpg.Connection, runner: StageRunner, requested_at: str
+) -> list[NewEvent]:
+    codes = await _languages(conn, [r["stream_id"] for r in rows])
+
+    async def one(row: asyncpg.Record) -> NewEvent:
+        code = codes.get(row["stream_id"], "und")
+        found, failure = await entity_plan.run_stage(runner, row["payload"]["text"], code)
+        payload = stages.entities_payload(row["payload"]["article_id"], code, found, failure=failure)
+        return NewEvent.of(row["stream_id"], payload, _metadata(row, "entities", requested_at))
+
+    return list(await asyncio.gather(*(one(r) for r in rows)))
+
+
 async def _events_for(
     stage: str,
     rows: Sequence[asyncpg.Record],
@@ -75,39 +115,12 @@ async def _events_for(
     learned: learned_chrome.LearnedChrome,
     requested_at: str,
 ) -> list[NewEvent]:
-    events: list[NewEvent] = []
     if stage == "clean":
-        for row in rows:
-            msg = RawArticleV1.model_validate(row["payload"]["message"])
-            result = cleaner.clean_article(msg, learned.for_source(msg.source))
-            if isinstance(result, cleaner.CleaningFailure):
-                log.warning("reprocess.skipped", stream=row["stream_id"], reason=result.reason, detail=result.detail)
-                continue
-            payload = stages.cleaned_payload(row["payload"]["article_id"], msg, result)
-            events.append(NewEvent.of(row["stream_id"], payload, _metadata(row, stage, requested_at)))
-    elif stage == "language":
-        for row in rows:
-            p = row["payload"]
-            payload = stages.language_payload(p["article_id"], p["title"], p["text"], p["language_hint"])
-            events.append(NewEvent.of(row["stream_id"], payload, _metadata(row, stage, requested_at)))
-    else:
-        codes = await _languages(conn, [r["stream_id"] for r in rows])
-
-        async def one(row: asyncpg.Record) -> NewEvent:
-            code = codes.get(row["stream_id"], "und")
-            found: entities.Entities | None = entities.Entities(False, [])
-            failure = None
-            if code in entities.SUPPORTED_LANGUAGES:
-                assert runner is not None
-                try:
-                    found = await entity_plan.extract(runner, row["payload"]["text"], code)
-                except (StageTimeout, StageCrashed) as exc:
-                    found, failure = None, str(exc)
-            payload = stages.entities_payload(row["payload"]["article_id"], code, found, failure=failure)
-            return NewEvent.of(row["stream_id"], payload, _metadata(row, stage, requested_at))
-
-        events = list(await asyncio.gather(*(one(r) for r in rows)))
-    return events
+        return _cleaned_again(rows, learned, requested_at)
+    if stage == "language":
+        return _languages_again(rows, requested_at)
+    assert runner is not None
+    return await _entities_again(rows, conn, runner, requested_at)
 
 
 async def reprocess(
@@ -172,7 +185,7 @@ async def _reprocess_dedup(pool: asyncpg.Pool, since: dt.datetime | None, reques
         events: list[NewEvent] = []
         for row in rows:
             article_id = uuid.UUID(row["payload"]["article_id"])
-            key = dedup.dedup_key(row["payload"]["text"])
+            key = stages.key_text(row["payload"]["text"])
             keyed = NewEvent.of(
                 row["stream_id"], stages.dedup_payload(article_id, key), _metadata(row, "dedup", requested_at)
             )

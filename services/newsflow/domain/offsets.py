@@ -35,3 +35,18 @@ def decide_resume(
     if stored_offset < log_start:
         return ResumeDecision(log_start, "before_log_start")
     return ResumeDecision(stored_offset)
+
+
+def already_applied(
+    offset: int, cluster_id: str | None, stored_offset: int | None, stored_cluster_id: str | None
+) -> bool:
+    """True when the stored offset says this record's effect is in the log (same broker, offset below it).
+
+    A record from another broker incarnation than the stored offset's is never
+    taken as applied: its offsets count a different log.
+    """
+    if stored_offset is None:
+        return False
+    if stored_cluster_id is not None and cluster_id is not None and stored_cluster_id != cluster_id:
+        return False
+    return offset < stored_offset

@@ -1,4 +1,11 @@
-"""What the pipeline concludes about one Kafka record, as events to append. Pure: no I/O."""
+"""The stage sequence, one definition for the worker, ``newsflow inspect`` and ``newsflow reprocess``.
+
+decode (contract) → clean → language → dedup key → entities. The first four are
+cheap and run together (``decode_record``, then ``enrich`` in a stage worker);
+entities are expensive and run last, once per distinct text (the ingest entity
+plan decides whether to run the model or reuse a copy's result). Each stage's
+conclusion becomes one event, built here. Pure: no I/O.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +29,7 @@ from newsflow.domain.events import (
     Payload,
     RemovedLine,
 )
-from newsflow.domain.identity import article_id_for, article_stream, sha256_hex
+from newsflow.domain.identity import article_id_for, article_stream, rejection_stream, sha256_hex
 
 RAW_PREVIEW_BYTES = 4096
 MAX_REMOVED_LINES = 200
@@ -117,12 +124,47 @@ def reject(record: SourceRecord, rejection: Rejection, dead_letter_topic: str) -
         source=claimed_source(raw) if len(raw) <= MAX_SOURCE_PARSE_BYTES else None,
     )
     event_id = uuid.uuid4()
-    event = NewEvent.of(f"rejection-{event_id}", payload, {"causation": record.causation()}, event_id=event_id)
+    event = NewEvent.of(rejection_stream(event_id), payload, {"causation": record.causation()}, event_id=event_id)
     return Rejected(record, rejection, event)
 
 
 def decode_record(record: SourceRecord) -> RawArticleV1 | Rejection:
     return decode_raw_message(record.value)
+
+
+@dataclass(frozen=True)
+class Enriched:
+    """What the cheap stages conclude about one valid message."""
+
+    cleaned: cleaner.Cleaned
+    language: language.Language
+    dedup_key: dedup.DedupKey
+
+
+def clean(msg: RawArticleV1, learned: Collection[str] = ()) -> cleaner.Cleaned | cleaner.CleaningFailure:
+    """The cleaning stage; ``learned`` are the chrome lines learned for the message's source."""
+    return cleaner.clean_article(msg, learned)
+
+
+def detect_language(title: str | None, text: str) -> language.Language:
+    return language.detect_article(title, text)
+
+
+def key_text(text: str) -> dedup.DedupKey:
+    return dedup.dedup_key(text)
+
+
+def enrich(msg: RawArticleV1, learned: Collection[str] = ()) -> Enriched | cleaner.CleaningFailure:
+    """The cheap stages in their order: clean, then the language and the dedup key of the clean text."""
+    cleaned = clean(msg, learned)
+    if isinstance(cleaned, cleaner.CleaningFailure):
+        return cleaned
+    return Enriched(cleaned, detect_language(cleaned.title, cleaned.text), key_text(cleaned.text))
+
+
+def find_entities(text: str, language_code: str) -> entities.Entities:
+    """The entity stage in one piece (the worker spreads a long text over stage workers, same result)."""
+    return entities.extract(text, language_code)
 
 
 def cleaned_payload(article_id: uuid.UUID, msg: RawArticleV1, cleaned: cleaner.Cleaned) -> ArticleCleaned:
@@ -148,8 +190,7 @@ def cleaned_payload(article_id: uuid.UUID, msg: RawArticleV1, cleaned: cleaner.C
     )
 
 
-def language_payload(article_id: uuid.UUID, title: str | None, text: str, hint: str | None) -> ArticleLanguageDetected:
-    lang = language.detect_article(title, text)
+def language_payload(article_id: uuid.UUID, lang: language.Language, hint: str | None) -> ArticleLanguageDetected:
     return ArticleLanguageDetected(
         article_id=article_id,
         stage_version=language.STAGE_VERSION,
@@ -186,7 +227,7 @@ def entities_payload(
         model=entities.MODEL,
         language=language_code,
         supported=language_code in entities.SUPPORTED_LANGUAGES,
-        entities=found.entities if found else [],  # type: ignore[arg-type]
+        entities=found.entities if found else [],
         reused_from=reused_from,
         failure=failure,
     )
@@ -199,10 +240,10 @@ def caused_by(event_id: uuid.UUID) -> Payload:
 def clean_record(
     record: SourceRecord, msg: RawArticleV1, learned: Collection[str], dead_letter_topic: str
 ) -> Accepted | Rejected:
-    """The cleaning stage and the cheap enrichment stages for one validated message. Runs in a stage worker."""
-    cleaned = cleaner.clean_article(msg, learned)
-    if isinstance(cleaned, cleaner.CleaningFailure):
-        return reject(record, Rejection(cleaned.reason, cleaned.detail), dead_letter_topic)  # type: ignore[arg-type]
+    """The cheap stages for one validated message, as events. Runs in a stage worker."""
+    result = enrich(msg, learned)
+    if isinstance(result, cleaner.CleaningFailure):
+        return reject(record, Rejection(result.reason, result.detail), dead_letter_topic)  # type: ignore[arg-type]
     article_id = article_id_for(msg.url)
     stream = article_stream(article_id)
     fingerprint = content_fingerprint(msg)
@@ -218,16 +259,13 @@ def clean_record(
     )
     cleaned_event = NewEvent.of(
         stream,
-        cleaned_payload(article_id, msg, cleaned),
+        cleaned_payload(article_id, msg, result.cleaned),
         {**caused_by(received.event_id), "origin": record.causation()},
     )
     language_event = NewEvent.of(
-        stream,
-        language_payload(article_id, cleaned.title, cleaned.text, msg.language),
-        caused_by(cleaned_event.event_id),
+        stream, language_payload(article_id, result.language, msg.language), caused_by(cleaned_event.event_id)
     )
-    key = dedup.dedup_key(cleaned.text)
-    keyed_event = NewEvent.of(stream, dedup_payload(article_id, key), caused_by(cleaned_event.event_id))
+    keyed_event = NewEvent.of(stream, dedup_payload(article_id, result.dedup_key), caused_by(cleaned_event.event_id))
     return Accepted(
         record=record,
         article_id=article_id,
@@ -235,8 +273,8 @@ def clean_record(
         content_sha256=fingerprint,
         url=msg.url,
         source=msg.source,
-        chrome_candidates=list(cleaned.chrome_candidates),
-        dedup_key=key,
+        chrome_candidates=list(result.cleaned.chrome_candidates),
+        dedup_key=result.dedup_key,
         events=[received, cleaned_event, language_event, keyed_event],
     )
 

@@ -114,14 +114,14 @@ def evaluate_entities(gold_file: Path = GOLD) -> dict[str, Any]:
                 matched.add(hit)
         fn += len(labels) - len(matched)
         misses += [f"{labels[i]['type']}:{labels[i]['name']}" for i in range(len(labels)) if i not in matched]
-    p, r = tp / (tp + fp), tp / (tp + fn)
+    precision, recall = tp / (tp + fp), tp / (tp + fn)
     return {
         "model": entities.MODEL,
         "articles": len(gold),
         "gold_entities": tp + fn,
-        "precision": round(p, 4),
-        "recall": round(r, 4),
-        "f1": round(2 * p * r / (p + r), 4),
+        "precision": round(precision, 4),
+        "recall": round(recall, 4),
+        "f1": round(2 * precision * recall / (precision + recall), 4),
         "missed": misses,
         "spurious": extras,
     }

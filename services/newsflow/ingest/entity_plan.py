@@ -1,20 +1,138 @@
-"""The entity stage on stage workers: the pieces of a long text go to several workers at once.
+"""The entity stage, paid once per text: run the model on stage workers, or reuse a copy's result.
 
-The result equals ``entities.extract`` on the whole text (same pieces, same
-mentions, one ``resolve``); only the wall time differs.
+Exact duplicates reuse the canonical's result (a run still in flight, or the
+stored one), and so do near duplicates whose estimated Jaccard with a stored
+article reaches ``NEAR_REUSE_MIN_JACCARD`` (the same wire story under other
+site chrome or with light edits: the entity model would find the same names,
+plus whatever the foreign chrome mentions). These checks are reads before the
+append transaction; the transaction re-checks under the append lock, so a
+duplicate missed here (committed concurrently by another worker, or near a text
+still in flight) is still recorded as one, it just ran the model itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+import uuid
+from collections.abc import Awaitable, Sequence
+from typing import Any
 
-from newsflow.domain import entities
-from newsflow.ingest.stage_runner import StageRunner
+import asyncpg
+import structlog
+
+from newsflow.adapters import dedup_store
+from newsflow.domain import entities, stages
+from newsflow.domain.events import ArticleCleaned, ArticleLanguageDetected, NewEvent
+from newsflow.domain.stages import Accepted, Outcome
+from newsflow.ingest.stage_runner import StageCrashed, StageRunner, StageTimeout
+
+log = structlog.get_logger(__name__)
+
+NEAR_REUSE_MIN_JACCARD = 0.8
 
 
 async def extract(runner: StageRunner, text: str, language: str) -> entities.Entities:
+    """``stages.find_entities`` on stage workers: the pieces of a long text go to several workers at once.
+
+    The result equals the one-piece run (same pieces, same mentions, one
+    ``resolve``); only the wall time differs.
+    """
     spans = entities.chunk_spans(text)
     if language not in entities.SUPPORTED_LANGUAGES or len(spans) <= 1:
-        return await runner.run(entities.extract, text, language)
+        return await runner.run(stages.find_entities, text, language)
     pieces = await asyncio.gather(*(runner.run(entities.mentions_in, text[s:e], s) for s, e in spans))
     return await runner.run(entities.resolve, [m for piece in pieces for m in piece], text)
+
+
+async def run_stage(runner: StageRunner, text: str, language: str) -> tuple[entities.Entities | None, str | None]:
+    """(entities, None), or (None, why) when the stage failed: the article is kept and says why it has none."""
+    if language not in entities.SUPPORTED_LANGUAGES:
+        return entities.Entities(False, []), None
+    try:
+        return await extract(runner, text, language), None
+    except (StageTimeout, StageCrashed) as exc:
+        return None, str(exc)
+    except Exception as exc:  # a bug in stage code must not stall the partition
+        log.exception("stage.failed", stage=entities.STAGE_NAME, language=language, chars=len(text))
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+class EntityPlanner:
+    """Decides, per accepted article, whether to run the model or wait for or reuse another article's result.
+
+    A partition's records plan in offset order (the worker makes each wait for
+    the one before it), so of two copies in one partition the earlier one runs
+    the model.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, runner: StageRunner) -> None:
+        self.pool = pool
+        self.runner = runner
+        # Model runs not yet committed, by exact dedup key: a copy fetched meanwhile waits for the run
+        # instead of paying for its own (the log cannot answer until the run's record commits).
+        self._runs: dict[str, tuple[uuid.UUID, asyncio.Future[NewEvent]]] = {}
+
+    async def plan(self, o: Outcome) -> Awaitable[Outcome]:
+        """What to await for ``o`` with its entity event."""
+        if not isinstance(o, Accepted):
+            return _done(o)
+        key = o.dedup_key.exact_key
+        if key in self._runs:
+            canonical_id, run = self._runs[key]
+            return _reuse(o, canonical_id, run)
+        async with self.pool.acquire() as conn:
+            known = await dedup_store.entities_by_exact_key(conn, [key])
+            match = known.get(key) or await _near_match(conn, o)
+        if match is not None:
+            return _done(with_entities_of(o, *match))
+        run = asyncio.ensure_future(self._extract(o))
+        self._runs[key] = (o.article_id, run)
+        return _own(o, run)
+
+    def forget(self, committed: Sequence[Outcome]) -> None:
+        """Once its record is committed, a model run's result is the log's to answer for later copies."""
+        for o in committed:
+            if isinstance(o, Accepted) and self._runs.get(o.dedup_key.exact_key, (None,))[0] == o.article_id:
+                del self._runs[o.dedup_key.exact_key]
+
+    async def _extract(self, o: Accepted) -> NewEvent:
+        text = o.event(ArticleCleaned.event_type).payload["text"]
+        code = o.event(ArticleLanguageDetected.event_type).payload["code"]
+        found, failure = await run_stage(self.runner, text, code)
+        return stages.entities_event(o, found, failure=failure)
+
+
+async def _done(o: Outcome) -> Outcome:
+    return o
+
+
+async def _own(o: Accepted, run: asyncio.Future[NewEvent]) -> Outcome:
+    return o.with_event(await run)
+
+
+async def _reuse(o: Accepted, canonical_id: uuid.UUID, run: asyncio.Future[NewEvent]) -> Outcome:
+    return with_entities_of(o, canonical_id, (await run).payload)
+
+
+async def _near_match(conn: asyncpg.Connection, o: Accepted) -> tuple[uuid.UUID, dict[str, Any]] | None:
+    """(matched article, its entity results) when ``o`` closely repeats a stored article, else None.
+
+    The results reused are those of the stored article the similarity was
+    measured against, which need not be the canonical one.
+    """
+    found = await dedup_store.find_duplicate(conn, o.article_id, o.dedup_key)
+    if found is None or found.similarity < NEAR_REUSE_MIN_JACCARD:
+        return None
+    results = await dedup_store.latest_entities(conn, [found.matched_id])
+    return (found.matched_id, results[found.matched_id]) if found.matched_id in results else None
+
+
+def with_entities_of(o: Accepted, reused_from: uuid.UUID, payload: dict[str, Any]) -> Outcome:
+    """``o`` with the entity results of another article (an exact or close copy of it)."""
+    event = stages.entities_event(
+        o,
+        entities.Entities(payload["supported"], payload["entities"]),
+        reused_from=reused_from,
+        failure=payload.get("failure"),
+    )
+    return o.with_event(event)

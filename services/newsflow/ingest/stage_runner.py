@@ -79,5 +79,5 @@ class StageRunner:
             raise StageCrashed("stage ran out of its memory limit") from exc
 
     def close(self) -> None:
-        self._pool.stop()
+        self._pool.stop()  # type: ignore[no-untyped-call]  # pebble has no annotations
         self._pool.join(timeout=10)

@@ -17,12 +17,7 @@ import asyncpg
 
 from newsflow.domain.entities import fold
 from newsflow.domain.events import ArticleEntitiesExtracted
-
-_ENTITY_NAMESPACE = uuid.UUID("5b0c3f57-52e4-4c0e-9d7f-4f1d1f6d2a10")
-
-
-def entity_id_for(entity_type: str, key: str) -> uuid.UUID:
-    return uuid.uuid5(_ENTITY_NAMESPACE, f"{entity_type}:{key}")
+from newsflow.domain.identity import entity_id_for
 
 
 async def apply(conn: asyncpg.Connection, e: ArticleEntitiesExtracted) -> None:

@@ -51,12 +51,11 @@ from newsflow.domain.events import (
     StoryStarted,
     registry,
 )
-from newsflow.domain.identity import article_stream, story_id_for
+from newsflow.domain.identity import article_stream, story_id_for, story_stream
 
 log = structlog.get_logger(__name__)
 
 READER = "clusterer.stories"
-STORY_STREAM_PREFIX = "story-"
 STORY_OF_CACHE = 100_000  # article → story answers kept in memory; older ones come from the log
 _INPUT_TYPES = (
     ArticleCleaned.event_type,
@@ -65,15 +64,6 @@ _INPUT_TYPES = (
     ArticleDuplicateDetected.event_type,
     ArticleEntitiesExtracted.event_type,
 )
-
-
-def story_stream(story_id: uuid.UUID) -> str:
-    return f"{STORY_STREAM_PREFIX}{story_id}"
-
-
-def story_uuid(article_id: str) -> uuid.UUID:
-    """The id of the story an article starts: derived from the article, so a replay gives the same ids."""
-    return story_id_for(uuid.UUID(article_id))
 
 
 @dataclass
@@ -274,10 +264,12 @@ class StoryClusterer:
                 score=round(version.similarity, 4),
                 shared_entities=[],
                 top_terms=[],
-                duplicate_of=uuid.UUID(version.duplicate_of),  # type: ignore[arg-type]
+                duplicate_of=uuid.UUID(version.duplicate_of),
             )
             return [NewEvent.of(story_stream(sid), assigned, metadata)]
-        decision = state.model.add(_input(article_id, version, entities), new_story_id=str(story_uuid(article_id)))
+        decision = state.model.add(
+            _input(article_id, version, entities), new_story_id=str(story_id_for(uuid.UUID(article_id)))
+        )
         state.remember(article_id, decision.story_id)
         sid = uuid.UUID(decision.story_id)
         stream = story_stream(sid)

@@ -19,9 +19,8 @@ import asyncpg
 from newsflow.adapters import postgres
 from newsflow.domain.clustering import follow_merges
 from newsflow.domain.events import ArticleAssignedToStory, StoriesMerged, StoryStarted, registry
-from newsflow.domain.identity import article_stream
+from newsflow.domain.identity import article_stream, story_stream
 from newsflow.readside import projections
-from newsflow.readside.story_clusterer import story_stream
 
 _DECISIONS = [StoryStarted.event_type, ArticleAssignedToStory.event_type, StoriesMerged.event_type]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 from dateutil import parser as date_parser
 
@@ -197,7 +197,8 @@ def parse_date_line(line: str) -> date | None:
         return None
     try:
         cleaned = re.sub(r"^(?:published|updated|posted|last updated|date)(?: on)?\s*:?\s*", "", line, flags=_I)
-        return date_parser.parse(cleaned, fuzzy=True).date()
+        parsed: datetime = date_parser.parse(cleaned, fuzzy=True)
+        return parsed.date()
     except (ValueError, OverflowError):
         return None
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from importlib.metadata import version
 
 import trafilatura
+from trafilatura.settings import Document
 
 EXTRACTOR = f"trafilatura@{version('trafilatura')}"
 MAX_NESTING_DEPTH = 512
@@ -95,7 +96,7 @@ def extract(html: str) -> Extracted:
         include_formatting=False,
         favor_precision=True,
     )
-    if doc is None:
+    if not isinstance(doc, Document):  # None when nothing was found; a dict only with as_dict=True
         return Extracted("", None, None, None, None, None)
     return Extracted(
         text=doc.text or "",
