@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from newsflow.domain import clustering, entities
+from newsflow.domain import clusterer_settings, clustering, entities
 from newsflow.domain.cleaning.cleaner import Cleaned, clean_article
 from newsflow.domain.contract import RawArticleV1
 from newsflow.evaluation.stories import bcubed, pairwise
@@ -65,7 +65,7 @@ _TIANGONG = "Tiangong-1 the Chinese space station will fall to Earth; the space 
 
 def _with_background() -> list[clustering.ArticleInput]:
     """A background piece, then (after the live window) the event it is background to, then unrelated news."""
-    days = 24 * (clustering.SETTINGS.window_days + 30)
+    days = 24 * (clusterer_settings.SETTINGS.window_days + 30)
     return [
         _article(0, "China's space station is not out of control", f"{_TIANGONG} Officials say the station is stable."),
         _article(1, "Tiangong-1 will crash to Earth within months", f"{_TIANGONG} Debris may survive reentry.", days),
@@ -110,7 +110,7 @@ def test_snapshot_bytes_are_deterministic() -> None:
 def test_idle_stories_are_evicted_from_the_candidate_index() -> None:
     c = clustering.OnlineClusterer()
     c.add(_article(0, "Port strike ends", "Dock workers ended their strike at the port after a wage deal."))
-    later = clustering.SETTINGS.window_days * 24 + 48
+    later = clusterer_settings.SETTINGS.window_days * 24 + 48
     d = c.add(_article(1, "Port strike ends", "Dock workers ended their strike at the port after a wage deal.", later))
     assert d.started
     assert "a0" not in c.stories and all("a0" not in ids for ids in c._index.values())
@@ -194,7 +194,7 @@ def test_seed_preview_joins_the_same_day_story_when_it_arrives_last() -> None:
 
 
 def test_live_stories_are_capped_longest_idle_first() -> None:
-    c = clustering.OnlineClusterer(clustering.Settings(max_stories=2))
+    c = clustering.OnlineClusterer(clusterer_settings.ClustererSettings(max_stories=2))
     for i, (t, b) in enumerate(
         [
             ("Port strike ends", "Dock workers ended a strike."),
@@ -227,8 +227,8 @@ def test_a_story_stays_indexed_under_a_bounded_set_of_terms_however_many_article
     ]
     assert len({d.story_id for d in decisions}) == 1
     (story,) = clusterer.stories.values()
-    assert len(story.keys) <= clustering.SETTINGS.index_terms
-    assert sum(len(ids) for ids in clusterer._index.values()) <= clustering.SETTINGS.index_terms
+    assert len(story.keys) <= clusterer_settings.SETTINGS.index_terms
+    assert sum(len(ids) for ids in clusterer._index.values()) <= clusterer_settings.SETTINGS.index_terms
 
 
 def test_a_background_piece_older_than_the_window_joins_the_story_that_matches_it_later() -> None:
@@ -238,18 +238,22 @@ def test_a_background_piece_older_than_the_window_joins_the_story_that_matches_i
     assert second.story_id == first.story_id and second.merged == second.background == (old.story_id,)
     assert unrelated.started and last.story_id == first.story_id and last.merged == ()
     assert old.story_id not in c.archive and c.stories[first.story_id].size == 4
-    off = clustering.cluster(_with_background(), clustering.Settings(remerge_threshold=0))
+    off = clustering.cluster(_with_background(), clusterer_settings.ClustererSettings(remerge_threshold=0))
     assert off[2].merged == () and off[0].story_id not in {d.story_id for d in off[1:]}
 
 
 def test_the_archive_of_old_small_stories_is_bounded_by_age_and_size() -> None:
-    c = clustering.OnlineClusterer(clustering.Settings(archive_max=2))
-    hours = 24 * (clustering.SETTINGS.window_days + 1)
+    c = clustering.OnlineClusterer(clusterer_settings.ClustererSettings(archive_max=2))
+    hours = 24 * (clusterer_settings.SETTINGS.window_days + 1)
     for i, t in enumerate(["Port strike ends", "Volcano erupts", "Chess final drawn"]):
         c.add(_article(i, t, f"{t} today.", i))
     c.add(_article(9, "Bridge reopens", "Traffic returns to the bridge.", hours + 10))
     assert sorted(c.archive) == ["a1", "a2"] and not c.stories.keys() & c.archive.keys()
-    c.add(_article(10, "Bridge reopens", "Traffic returns to the bridge.", 24 * clustering.SETTINGS.archive_days + 100))
+    c.add(
+        _article(
+            10, "Bridge reopens", "Traffic returns to the bridge.", 24 * clusterer_settings.SETTINGS.archive_days + 100
+        )
+    )
     assert sorted(c.archive) == ["a9"]  # the first ones expired; the bridge story just left the live index
     assert {sid for ids in c._archive_index.values() for sid in ids} == {"a9"}
 
@@ -288,7 +292,9 @@ def test_a_page_whose_body_is_site_chrome_joins_the_story_its_title_names() -> N
         _article(2, "Port strike ends", "Dock workers ended their strike at the port after a wage deal.", 3),
         _article(3, "Astronauts identify unknown microbes in space for first time", _CHROME, 20),
     ]
-    strict = clustering.Settings(threshold=0.25)  # this toy corpus is too small for realistic idf: raise the bar
+    strict = clusterer_settings.ClustererSettings(
+        threshold=0.25
+    )  # this toy corpus is too small for realistic idf: raise the bar
     with_title = clustering.cluster(stream, strict)[3]
     assert with_title.story_id == "a0"
     assert clustering.cluster(stream, replace(strict, w_title=0))[3].started
@@ -301,7 +307,7 @@ def test_a_chrome_page_finds_its_story_through_its_title_terms() -> None:
         _article(1, "Port strike ends", "Dock workers ended their strike at the port after a wage deal.", 3),
         _article(2, "Astronauts identify unknown microbes in space for first time", _CHROME, 20),
     ]
-    few_keys = clustering.Settings(threshold=0.25, top_terms=5)  # five body terms: all of them chrome
+    few_keys = clusterer_settings.ClustererSettings(threshold=0.25, top_terms=5)  # five body terms: all of them chrome
     assert clustering.cluster(stream, few_keys)[2].story_id == "a0"
     assert clustering.cluster(stream, replace(few_keys, title_keys=0))[2].started
 

@@ -37,6 +37,15 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="newsflow", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
+    _add_daemon_commands(sub)
+    _add_reading_commands(sub)
+    _add_offline_commands(sub)
+    _add_maintenance_commands(sub)
+    _add_stage_rerun_commands(sub)
+    return p
+
+
+def _add_daemon_commands(sub: Any) -> None:
     run = sub.add_parser("run", help="run the daemon (all services, or one)")
     run.add_argument("service", nargs="?", default="all", choices=["all", "pipeline", "clusterer", "projector"])
     run.add_argument(
@@ -64,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     pub.add_argument("--source", help="source name for text/HTML files (default: their directory name)")
     pub.add_argument("--topic", help="topic (default: NEWSFLOW_RAW_TOPIC)")
 
+
+def _add_reading_commands(sub: Any) -> None:
     stories = sub.add_parser("stories", help="list stories from the dashboard views, or show one")
     stories.add_argument("--json", action="store_true")
     stories.add_argument("--limit", type=int, default=50)
@@ -75,6 +86,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     show.add_argument("--json", action="store_true")
 
+
+def _add_maintenance_commands(sub: Any) -> None:
     proj = sub.add_parser("projections", help="projection maintenance")
     proj_sub = proj.add_subparsers(dest="action", required=True)
     proj_rebuild = proj_sub.add_parser("rebuild", help="replay the log into fresh tables and swap them in")
@@ -83,6 +96,8 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="consumer lag, reader positions, event counts, rejections")
     status.add_argument("--json", action="store_true")
 
+
+def _add_offline_commands(sub: Any) -> None:
     ins = sub.add_parser("inspect", help="run the stages on one file (text, HTML or a raw JSON message), offline")
     ins.add_argument("path", type=Path)
     ins.add_argument("--source", help="source name (default: manifest.json next to the file, else the directory name)")
@@ -103,9 +118,11 @@ def _parser() -> argparse.ArgumentParser:
         "dir",
         type=Path,
         nargs="?",
-        help="the shared data directory (langid/, story-clusters/); entities need only the repository",
+        help="the shared data directory (langid/, story-clusters/); entities need only the package",
     )
 
+
+def _add_stage_rerun_commands(sub: Any) -> None:
     rep = sub.add_parser("reprocess", help="run one stage again over stored articles, appending new events")
     rep.add_argument("--stage", required=True, choices=["clean", "language", "entities", "dedup"])
     rep.add_argument(
@@ -120,7 +137,6 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("migrate", help="apply database migrations and exit")
     sub.add_parser("schema", help="print the raw-message contract as JSON Schema (schemas/raw_article.v1.json)")
-    return p
 
 
 async def _cmd_run(settings: Settings, args: argparse.Namespace) -> None:

@@ -38,7 +38,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from newsflow.domain import clustering, entities
+from newsflow.domain import clusterer_settings, clustering, entities, story_terms
 from newsflow.domain.cleaning.cleaner import Cleaned, clean_article
 from newsflow.domain.contract import RawArticleV1
 
@@ -287,7 +287,7 @@ def final_stories(decisions: Sequence[clustering.Decision]) -> list[str]:
 def score(ds: Dataset) -> dict[str, Any]:
     decisions = clustering.cluster(ds.inputs)
     predicted = final_stories(decisions)
-    docs = [clustering.terms(a.title, a.text) for a in ds.inputs]
+    docs = [story_terms.terms(a.title, a.text) for a in ds.inputs]
     runs = {round(t / 100, 2): _baseline(docs, t / 100) for t in range(5, 65, 5)}
     sweep = {t: bcubed(labels, ds.gold) for t, labels in runs.items()}
     best_t = max(sweep, key=lambda t: (sweep[t]["f1"], -t))
@@ -328,8 +328,8 @@ def evaluate(clusters_dir: Path) -> dict[str, Any]:
     ev = [int(g) for g in giveme.gold]
     tight = [i for i, e in enumerate(ev) if e in TIGHT_EVENTS]
     results: dict[str, Any] = {
-        "clusterer_version": clustering.CLUSTERER_VERSION,
-        "settings": clustering.describe_settings(),
+        "clusterer_version": clusterer_settings.CLUSTERER_VERSION,
+        "settings": clusterer_settings.describe_settings(),
         "giveme5w1h_tight_events": score(_subset(giveme, tight, "tight")),
         "giveme5w1h_tight_dev_odd_ids": score(_subset(giveme, [i for i in tight if ev[i] % 2], "odd")),
         "giveme5w1h_tight_test_even_ids": score(_subset(giveme, [i for i in tight if ev[i] % 2 == 0], "even")),

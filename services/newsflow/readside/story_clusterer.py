@@ -35,8 +35,7 @@ import asyncpg
 import structlog
 
 from newsflow.adapters import postgres
-from newsflow.domain import clustering
-from newsflow.domain.entities import fold
+from newsflow.domain import clusterer_settings, clustering, story_decisions
 from newsflow.domain.events import (
     ArticleAssignedToStory,
     ArticleCleaned,
@@ -44,11 +43,9 @@ from newsflow.domain.events import (
     ArticleEntitiesExtracted,
     ArticleLanguageDetected,
     ArticleNormalized,
-    MergeReason,
     NewEvent,
     RecordedEvent,
     StoriesMerged,
-    StoryStarted,
     registry,
 )
 from newsflow.domain.identity import article_stream, story_id_for, story_stream
@@ -151,7 +148,7 @@ class StoryClusterer:
             "SELECT position, version, state FROM newsflow.reader_snapshots WHERE name = $1", READER
         )
         self.state, self.position = ClustererState.empty(), 0
-        if row is not None and row["version"] == clustering.CLUSTERER_VERSION and row["position"] <= checkpoint:
+        if row is not None and row["version"] == clusterer_settings.CLUSTERER_VERSION and row["position"] <= checkpoint:
             try:
                 self.state = await asyncio.to_thread(_load, row["state"])
                 self.position = row["position"]
@@ -191,7 +188,7 @@ class StoryClusterer:
             """,
             READER,
             position,
-            clustering.CLUSTERER_VERSION,
+            clusterer_settings.CLUSTERER_VERSION,
             blob,
             self.state.articles,
         )
@@ -255,77 +252,19 @@ class StoryClusterer:
         if canonical_story is not None:
             state.remember(article_id, canonical_story)
             sid = uuid.UUID(canonical_story)
-            assigned = ArticleAssignedToStory(
-                story_id=sid,
-                clusterer_version=clustering.CLUSTERER_VERSION,
-                article_id=uuid.UUID(article_id),
-                role="duplicate",
-                started=False,
-                score=round(version.similarity, 4),
-                shared_entities=[],
-                top_terms=[],
-                duplicate_of=uuid.UUID(version.duplicate_of),
+            assigned = story_decisions.duplicate_assigned(
+                sid, uuid.UUID(article_id), uuid.UUID(version.duplicate_of), version.similarity
             )
             return [NewEvent.of(story_stream(sid), assigned, metadata)]
         decision = state.model.add(
             _input(article_id, version, entities), new_story_id=str(story_id_for(uuid.UUID(article_id)))
         )
         state.remember(article_id, decision.story_id)
-        sid = uuid.UUID(decision.story_id)
-        stream = story_stream(sid)
-        out: list[NewEvent] = []
-        if decision.started:
-            out.append(
-                NewEvent.of(
-                    stream,
-                    StoryStarted(
-                        story_id=sid,
-                        clusterer_version=clustering.CLUSTERER_VERSION,
-                        article_id=uuid.UUID(article_id),
-                        best_score=decision.score,
-                        top_terms=list(decision.top_terms),
-                    ),
-                    metadata,
-                )
-            )
         for merged in decision.merged:
             state.merged_into[merged] = decision.story_id
-        by_reason: list[tuple[MergeReason, list[str]]] = [
-            ("bridge", [m for m in decision.merged if m not in decision.background]),
-            ("background", list(decision.background)),
-        ]
-        for reason, ids in by_reason:
-            if ids:
-                out.append(
-                    NewEvent.of(
-                        stream,
-                        StoriesMerged(
-                            story_id=sid,
-                            clusterer_version=clustering.CLUSTERER_VERSION,
-                            merged_story_ids=[uuid.UUID(m) for m in ids],
-                            bridging_article_id=uuid.UUID(article_id),
-                            reason=reason,
-                        ),
-                        metadata,
-                    )
-                )
-        out.append(
-            NewEvent.of(
-                stream,
-                ArticleAssignedToStory(
-                    story_id=sid,
-                    clusterer_version=clustering.CLUSTERER_VERSION,
-                    article_id=uuid.UUID(article_id),
-                    role="canonical",
-                    started=decision.started,
-                    score=decision.score,
-                    shared_entities=_display_names(decision.shared_entities, entities),
-                    top_terms=list(decision.top_terms),
-                ),
-                metadata,
-            )
-        )
-        return out
+        stream = story_stream(uuid.UUID(decision.story_id))
+        payloads = story_decisions.decision_payloads(uuid.UUID(article_id), decision, entities)
+        return [NewEvent.of(stream, payload, metadata) for payload in payloads]
 
 
 def _input(article_id: str, version: _Version, entities: tuple[str, ...]) -> clustering.ArticleInput:
@@ -369,12 +308,6 @@ async def _recorded_decisions(conn: asyncpg.Connection, after: int) -> dict[int,
         else:
             recorded[closing] = _Recorded(r["payload"]["story_id"], r["payload"]["role"], merged.get(closing, ()))
     return recorded
-
-
-def _display_names(shared: Sequence[str], names: Sequence[str]) -> list[str]:
-    """The article's own spelling of the entities the clusterer matched (it may compare folded names)."""
-    spelled = {fold(n): n for n in names}
-    return [spelled.get(fold(s), s) for s in shared]
 
 
 def _note(pending: dict[str, _Version], event: RecordedEvent) -> None:
