@@ -9,12 +9,11 @@ from pathlib import Path
 import pytest
 
 from newsflow.app.inspection import inspect_message, raw_message
-from newsflow.domain.cleaning.cleaner import Cleaned, CleaningFailure, candidate_hash, clean_article
+from newsflow.domain.cleaning.cleaner import CleaningFailure, candidate_hash, clean_article
 from newsflow.domain.cleaning.text import line_key, repair
 from newsflow.domain.contract import RawArticleV1, Rejection, decode_raw_message
 from newsflow.samples import SEEDS
-
-MANIFEST = json.loads((SEEDS / "manifest.json").read_text())["files"]
+from seed_articles import cleaned, seed_message
 
 # Every chrome line of every seed, with the reason it must be removed for.
 CHROME: dict[str, list[tuple[str, str]]] = {
@@ -68,16 +67,6 @@ TITLES = {
     "003_c33038bbcf928f26.txt": "Putin and Xi Jinping Commit to Consolidating a “Global Leadership” at Samarkand Summit",
     "004_f3a96fe6a3461128.txt": "Moscow: Putin-Xi meeting next week",
 }
-
-
-def seed_message(name: str, **overrides: object) -> RawArticleV1:
-    return RawArticleV1.model_validate({**MANIFEST[name], "text": (SEEDS / name).read_text(), **overrides})
-
-
-def cleaned(msg: RawArticleV1, learned: frozenset[str] = frozenset()) -> Cleaned:
-    result = clean_article(msg, learned)
-    assert isinstance(result, Cleaned), result
-    return result
 
 
 def message(**fields: object) -> RawArticleV1:

@@ -20,7 +20,7 @@ from newsflow.app.publish import publish
 from newsflow.samples import SEEDS
 from newsflow.settings import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "deploy" / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "newsflow-stories.json"
 DATASOURCE_UID = "newsflow-pg"

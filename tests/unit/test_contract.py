@@ -9,7 +9,7 @@ import pytest
 
 from newsflow.domain.contract import RawArticleV1, Rejection, decode_raw_message, raw_article_json_schema
 
-SCHEMA_FILE = Path(__file__).parents[1] / "schemas" / "raw_article.v1.json"
+SCHEMA_FILE = Path(__file__).parents[2] / "schemas" / "raw_article.v1.json"
 
 VALID = {
     "url": "https://example.org/a",
@@ -72,6 +72,6 @@ def test_unstorable_characters_are_neutralised() -> None:
 def test_readme_documents_every_setting() -> None:
     from newsflow.settings import Settings
 
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
     missing = [name for name in Settings.model_fields if f"`NEWSFLOW_{name.upper()}`" not in readme]
     assert not missing, f"settings not documented in README: {missing}"

@@ -6,10 +6,7 @@ import itertools
 from typing import Any
 
 from newsflow.domain.entities import CHUNK_CHARS, chunk_spans, extract
-from newsflow.ingest import entity_plan
-from newsflow.ingest.stage_runner import StageRunner
-from newsflow.samples import SEEDS
-from test_cleaning import cleaned, seed_message
+from seed_articles import cleaned, long_text, seed_message
 
 
 def entities_of(name: str) -> dict[str, dict[str, Any]]:
@@ -54,12 +51,6 @@ def test_other_languages_are_marked_unsupported_not_guessed() -> None:
     assert not result.supported and result.entities == []
 
 
-def long_text() -> str:
-    """About 20,000 characters of real article text: the five seeds, cleaned, one after another."""
-    names = sorted(p.name for p in SEEDS.glob("*.txt"))
-    return "\n".join(cleaned(seed_message(name)).text for name in names * 2)
-
-
 def test_a_long_text_is_read_in_line_aligned_pieces_that_cover_it() -> None:
     text = long_text()
     spans = chunk_spans(text)
@@ -69,16 +60,3 @@ def test_a_long_text_is_read_in_line_aligned_pieces_that_cover_it() -> None:
     assert all(end - start <= CHUNK_CHARS for start, end in spans)
     assert all(text[end - 1] == "\n" for _, end in spans[:-1]), "cut after a line break"
     assert chunk_spans("short text") == [(0, 10)]
-
-
-async def test_pieces_on_several_stage_workers_give_the_same_entities_as_one_pass() -> None:
-    text = long_text()
-    runner = StageRunner(workers=2, timeout_s=60, memory_mb=0)
-    try:
-        parallel = await entity_plan.extract(runner, text, "en")
-    finally:
-        runner.close()
-    assert parallel == extract(text, "en")
-    found = {e["name"]: e for e in parallel.entities}
-    one_copy = {e["name"]: e for e in extract(cleaned(seed_message("000_0a4c76719d70d0cd.txt")).text, "en").entities}
-    assert found["Vladimir Putin"]["count"] > one_copy["Vladimir Putin"]["count"], "mentions from every piece count"

@@ -1,4 +1,4 @@
-"""Stage workers: one message's time and memory are bounded, and the pool survives the overrun."""
+"""Stage workers: one message's time and memory are bounded, the pool survives the overrun, and entity work spreads over them."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ import time
 
 import pytest
 
+from newsflow.domain.entities import extract
+from newsflow.ingest import entity_plan
 from newsflow.ingest.stage_runner import StageCrashed, StageRunner, StageTimeout
+from seed_articles import cleaned, long_text, seed_message
 
 
 def sleep_then_pid(seconds: float) -> int:
@@ -41,3 +44,16 @@ async def test_message_over_the_memory_limit_fails_alone() -> None:
         assert await runner.run(allocate, 64) == 64 * 1024 * 1024
     finally:
         runner.close()
+
+
+async def test_pieces_on_several_stage_workers_give_the_same_entities_as_one_pass() -> None:
+    text = long_text()
+    runner = StageRunner(workers=2, timeout_s=60, memory_mb=0)
+    try:
+        parallel = await entity_plan.extract(runner, text, "en")
+    finally:
+        runner.close()
+    assert parallel == extract(text, "en")
+    found = {e["name"]: e for e in parallel.entities}
+    one_copy = {e["name"]: e for e in extract(cleaned(seed_message("000_0a4c76719d70d0cd.txt")).text, "en").entities}
+    assert found["Vladimir Putin"]["count"] > one_copy["Vladimir Putin"]["count"], "mentions from every piece count"
