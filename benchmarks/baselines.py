@@ -33,6 +33,7 @@ from benchmarks.stages import measure
 from newsflow.adapters import postgres
 from newsflow.domain.events import NewEvent
 
+_NEW_EVENT_FIELDS = ("stream_id", "type", "schema_version", "payload", "metadata", "event_id")
 PIPELINE_STREAM_SQL = "(stream_id LIKE 'article-%' OR stream_id LIKE 'rejection-%')"
 
 
@@ -95,17 +96,7 @@ async def pipeline_events(conn: asyncpg.Connection, after_position: int) -> list
         f" WHERE position > $1 AND {PIPELINE_STREAM_SQL} ORDER BY position",
         after_position,
     )
-    return [
-        NewEvent(
-            stream_id=r["stream_id"],
-            type=r["type"],
-            schema_version=r["schema_version"],
-            payload=r["payload"],
-            metadata=r["metadata"],
-            event_id=r["event_id"],
-        )
-        for r in rows
-    ]
+    return [NewEvent(**{field: r[field] for field in _NEW_EVENT_FIELDS}) for r in rows]
 
 
 def batch_sizes_like(total: int, sizes: Sequence[int], fallback: int = 3000) -> list[int]:

@@ -8,10 +8,12 @@ topics; the servers are shared by the session.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -109,3 +111,18 @@ async def running_daemon(settings: Settings) -> AsyncIterator[None]:
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
+
+
+def daemon_env(settings: Settings, state_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment of a `newsflow run` process that uses this test's broker, database and topics."""
+    return {
+        **os.environ,
+        "NEWSFLOW_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "NEWSFLOW_DATABASE_URL": settings.database_url,
+        "NEWSFLOW_RAW_TOPIC": settings.raw_topic,
+        "NEWSFLOW_DLQ_TOPIC": settings.dlq_topic,
+        "NEWSFLOW_CONSUMER_GROUP": settings.consumer_group,
+        "NEWSFLOW_STATE_DIR": str(state_dir),
+        "NEWSFLOW_LOG_LEVEL": "warning",
+        **extra,
+    }

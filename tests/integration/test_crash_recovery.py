@@ -12,7 +12,7 @@ from pathlib import Path
 
 import asyncpg
 
-from conftest import CONSUMED_SQL, reaches, scalar, wait_until
+from conftest import CONSUMED_SQL, daemon_env, reaches, scalar, wait_until
 from newsflow.adapters import kafka
 from newsflow.app.publish import publish
 from newsflow.settings import Settings
@@ -26,17 +26,12 @@ PARAGRAPH = (
 
 
 def worker_process(settings: Settings, state_dir: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "NEWSFLOW_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "NEWSFLOW_DATABASE_URL": settings.database_url,
-        "NEWSFLOW_RAW_TOPIC": settings.raw_topic,
-        "NEWSFLOW_DLQ_TOPIC": settings.dlq_topic,
-        "NEWSFLOW_CONSUMER_GROUP": settings.consumer_group,
-        "NEWSFLOW_BATCH_MAX_RECORDS": "50",
-        "NEWSFLOW_LOG_LEVEL": os.environ.get("NF_TEST_WORKER_LOG", "warning"),
-        "NEWSFLOW_STATE_DIR": str(state_dir),
-    }
+    env = daemon_env(
+        settings,
+        state_dir,
+        NEWSFLOW_BATCH_MAX_RECORDS="50",
+        NEWSFLOW_LOG_LEVEL=os.environ.get("NF_TEST_WORKER_LOG", "warning"),
+    )
     return subprocess.Popen([sys.executable, "-m", "newsflow", "run", "pipeline"], env=env)
 
 

@@ -351,29 +351,15 @@ async def test_merged_stories_project_as_one_and_time_travel_sees_them_apart(poo
             {},
         )
 
+    def started(story: uuid.UUID, i: int, best_score: float) -> NewEvent:
+        payload = StoryStarted(
+            story_id=story, clusterer_version="t", article_id=articles[i], best_score=best_score, top_terms=["bridge"]
+        )
+        return NewEvent.of(f"story-{story}", payload, {})
+
     batches = [
-        [
-            cleaned(0),
-            NewEvent.of(
-                f"story-{a}",
-                StoryStarted(
-                    story_id=a, clusterer_version="t", article_id=articles[0], best_score=0.0, top_terms=["bridge"]
-                ),
-                {},
-            ),
-            assigned(a, 0, True),
-        ],
-        [
-            cleaned(1),
-            NewEvent.of(
-                f"story-{b}",
-                StoryStarted(
-                    story_id=b, clusterer_version="t", article_id=articles[1], best_score=0.1, top_terms=["bridge"]
-                ),
-                {},
-            ),
-            assigned(b, 1, True),
-        ],
+        [cleaned(0), started(a, 0, 0.0), assigned(a, 0, True)],
+        [cleaned(1), started(b, 1, 0.1), assigned(b, 1, True)],
         [
             cleaned(2),
             NewEvent.of(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import asyncpg
 
-from conftest import scalar, wait_until
+from conftest import daemon_env, scalar, wait_until
 from newsflow.adapters import kafka
 from newsflow.app.daemon import run_services
 from newsflow.app.publish import publish
@@ -88,16 +87,7 @@ def _alive(pid: int) -> bool:
 
 
 async def test_child_pipeline_processes_stop_when_their_parent_is_killed(settings: Settings, tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "NEWSFLOW_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "NEWSFLOW_DATABASE_URL": settings.database_url,
-        "NEWSFLOW_RAW_TOPIC": settings.raw_topic,
-        "NEWSFLOW_DLQ_TOPIC": settings.dlq_topic,
-        "NEWSFLOW_CONSUMER_GROUP": settings.consumer_group,
-        "NEWSFLOW_STATE_DIR": str(tmp_path),
-        "NEWSFLOW_LOG_LEVEL": "warning",
-    }
+    env = daemon_env(settings, tmp_path)
     parent = subprocess.Popen([sys.executable, "-m", "newsflow", "run", "pipeline", "--workers", "2"], env=env)  # noqa: ASYNC220  (the test reads its pid tree)
     try:
         deadline = time.monotonic() + 60

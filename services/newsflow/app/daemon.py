@@ -96,25 +96,19 @@ async def run_services(
                         _extra_pipeline_processes(settings, pipeline_processes - 1, stop), name="pipelines"
                     )
                 )
-        if "clusterer" in services:
-            clusterer = story_clusterer.StoryClusterer(settings.cluster_snapshot_every)
-            reader = LogReader(
+        readers = {
+            "clusterer": (
                 story_clusterer.READER,
-                pool,
-                clusterer.handle,
-                page_size=settings.projection_batch,
-                poll_interval_s=settings.poll_interval_s,
-            )
-            tasks.append(asyncio.create_task(reader.run(stop), name="clusterer"))
-        if "projector" in services:
-            reader = LogReader(
-                projections.STORIES_READER,
-                pool,
-                projections.apply_events,
-                page_size=settings.projection_batch,
-                poll_interval_s=settings.poll_interval_s,
-            )
-            tasks.append(asyncio.create_task(reader.run(stop), name="projector"))
+                story_clusterer.StoryClusterer(settings.cluster_snapshot_every).handle,
+            ),
+            "projector": (projections.STORIES_READER, projections.apply_events),
+        }
+        for service, (name, handle) in readers.items():
+            if service in services:
+                reader = LogReader(
+                    name, pool, handle, page_size=settings.projection_batch, poll_interval_s=settings.poll_interval_s
+                )
+                tasks.append(asyncio.create_task(reader.run(stop), name=service))
         if os.environ.get(PARENT_ENV):
             tasks.append(asyncio.create_task(stop_when_orphaned(stop), name="orphan-watch"))
         log.info("daemon.running", services=list(services))

@@ -103,13 +103,7 @@ def score_aeb(root: Path, limit: int | None = None) -> dict[str, dict[str, float
     out: dict[str, dict[str, float]] = {}
     for name, t in totals.items():
         p, r = sum(t.precision) / pages, sum(t.recall) / pages
-        out[name] = {
-            "pages": pages,
-            "precision": round(p, 4),
-            "recall": round(r, 4),
-            "f1": round(_f1(p, r), 4),
-            "pages_per_s": round(pages / t.seconds, 1),
-        }
+        out[name] = _scores(pages, p, r, t.seconds)
     return out
 
 
@@ -135,13 +129,7 @@ def score_snippets(root: Path, limit: int | None = None) -> dict[str, dict[str, 
     for name, t in totals.items():
         p = t.tp / (t.tp + t.fp) if t.tp + t.fp else 0.0
         r = t.tp / (t.tp + t.fn) if t.tp + t.fn else 0.0
-        out[name] = {
-            "pages": pages,
-            "precision": round(p, 4),
-            "recall": round(r, 4),
-            "f1": round(_f1(p, r), 4),
-            "pages_per_s": round(pages / t.seconds, 1),
-        }
+        out[name] = _scores(pages, p, r, t.seconds)
     return out
 
 
@@ -155,3 +143,13 @@ def evaluate(data_dir: Path, limit: int | None = None) -> dict[str, object]:
     if len(report) == 1:
         raise FileNotFoundError(f"no scrapinghub-aeb/ or trafilatura-eval/ under {data_dir}")
     return report
+
+
+def _scores(pages: int, precision: float, recall: float, seconds: float) -> dict[str, float]:
+    return {
+        "pages": pages,
+        "precision": round(precision, 4),
+        "recall": round(recall, 4),
+        "f1": round(_f1(precision, recall), 4),
+        "pages_per_s": round(pages / seconds, 1),
+    }
