@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -83,3 +84,12 @@ def load_settings() -> Settings:
             updates["database_url"] = data["database_url"]
         settings = settings.model_copy(update=updates)
     return settings
+
+
+def redacted_url(url: str) -> str:
+    """``url`` fit for a log or error line: the password, if any, replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))

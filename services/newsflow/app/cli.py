@@ -15,7 +15,7 @@ import asyncpg
 import structlog
 
 from newsflow.logs import configure_logging
-from newsflow.settings import Settings, load_settings
+from newsflow.settings import Settings, load_settings, redacted_url
 
 log = structlog.get_logger("newsflow.app.cli")
 
@@ -385,7 +385,7 @@ def main(argv: list[str] | None = None) -> None:
     except (OSError, asyncpg.PostgresError) as exc:
         print(
             f"newsflow {args.command}: {type(exc).__name__}: {exc}\n"
-            f"  database {settings.database_url}, broker {settings.kafka_bootstrap}\n"
+            f"  database {redacted_url(settings.database_url)}, broker {settings.kafka_bootstrap}\n"
             "  (set NEWSFLOW_DATABASE_URL / NEWSFLOW_KAFKA_BOOTSTRAP, or start `newsflow run --embedded`)",
             file=sys.stderr,
         )
