@@ -23,6 +23,7 @@ after an upgrade changed how new articles are decided.
 from __future__ import annotations
 
 import asyncio
+import io
 import pickle
 import uuid
 import zlib
@@ -30,6 +31,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 import structlog
@@ -282,8 +284,23 @@ def _dump(state: ClustererState) -> bytes:
     return zlib.compress(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL), 1)
 
 
+# Classes that snapshots name by where they lived when the snapshot was taken.
+_MOVED = {
+    ("newsflow.story_clusterer", "ClustererState"): ("newsflow.readside.story_clusterer", "ClustererState"),
+    ("newsflow.domain.clustering", "Settings"): ("newsflow.domain.clusterer_settings", "ClustererSettings"),
+}
+
+
+class _SnapshotUnpickler(pickle.Unpickler):
+    """Reads snapshots written before a class moved: a move is not a new clusterer version."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        module, name = _MOVED.get((module, name), (module, name))
+        return super().find_class(module, name)
+
+
 def _load(blob: bytes) -> ClustererState:
-    state = pickle.loads(zlib.decompress(blob))
+    state = _SnapshotUnpickler(io.BytesIO(zlib.decompress(blob))).load()
     if not isinstance(state, ClustererState):
         raise TypeError(f"snapshot holds {type(state).__name__}, not ClustererState")
     return state
