@@ -100,7 +100,7 @@ async def _entities_again(
 
     async def one(row: asyncpg.Record) -> NewEvent:
         code = codes.get(row["stream_id"], "und")
-        found, failure = await entity_plan.run_stage(runner, row["payload"]["text"], code)
+        found, failure = await entity_plan.run_stage(runner, row["payload"]["text"], code, row["payload"]["article_id"])
         payload = stages.entities_payload(row["payload"]["article_id"], code, found, failure=failure)
         return NewEvent.of(row["stream_id"], payload, _metadata(row, "entities", requested_at))
 

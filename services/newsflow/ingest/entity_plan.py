@@ -44,7 +44,9 @@ async def extract(runner: StageRunner, text: str, language: str) -> entities.Ent
     return await runner.run(entities.resolve, [m for piece in pieces for m in piece], text)
 
 
-async def run_stage(runner: StageRunner, text: str, language: str) -> tuple[entities.Entities | None, str | None]:
+async def run_stage(
+    runner: StageRunner, text: str, language: str, article_id: object
+) -> tuple[entities.Entities | None, str | None]:
     """(entities, None), or (None, why) when the stage failed: the article is kept and says why it has none."""
     if language not in entities.SUPPORTED_LANGUAGES:
         return entities.Entities(False, []), None
@@ -53,7 +55,7 @@ async def run_stage(runner: StageRunner, text: str, language: str) -> tuple[enti
     except (StageTimeout, StageCrashed) as exc:
         return None, str(exc)
     except Exception as exc:  # a bug in stage code must not stall the partition
-        log.exception("stage.failed", stage=entities.STAGE_NAME, language=language, chars=len(text))
+        log.exception("stage.failed", stage=entities.STAGE_NAME, article_id=str(article_id))
         return None, f"{type(exc).__name__}: {exc}"
 
 
@@ -98,7 +100,7 @@ class EntityPlanner:
     async def _extract(self, o: Accepted) -> NewEvent:
         text = o.event(ArticleCleaned.event_type).payload["text"]
         code = o.event(ArticleLanguageDetected.event_type).payload["code"]
-        found, failure = await run_stage(self.runner, text, code)
+        found, failure = await run_stage(self.runner, text, code, o.article_id)
         return stages.entities_event(o, found, failure=failure)
 
 
