@@ -37,6 +37,48 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+# Errors that say PostgreSQL is not there (stopped, restarting, unreachable), not that a statement is wrong.
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, no route, socket gone
+    TimeoutError,
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08
+    asyncpg.CannotConnectNowError,  # 57P03: starting up, shutting down
+    asyncpg.AdminShutdownError,  # 57P01: terminated by a fast shutdown
+    asyncpg.InterfaceError,  # a connection closed under the client
+)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when ``exc``, or an error it was raised from, means the database cannot be reached now."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, _UNAVAILABLE):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+async def reachable(url: str) -> bool:
+    """Whether a new connection to ``url`` can run a query now."""
+    try:
+        conn = await asyncpg.connect(url, timeout=5)
+    except Exception as exc:
+        if is_unavailable(exc):
+            return False
+        raise
+    try:
+        await conn.fetchval("SELECT 1")
+        return True
+    except Exception as exc:
+        if is_unavailable(exc):
+            return False
+        raise
+    finally:
+        await conn.close(timeout=2)
+
+
 async def create_pool(url: str, size: int = 4) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(url, min_size=1, max_size=size, init=_init_connection)
     assert pool is not None

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
+import asyncpg
 import structlog
 
 from newsflow.adapters import postgres
+from newsflow.app import outages
 from newsflow.ingest.worker import PipelineWorker
 from newsflow.readside import projections, story_clusterer
 from newsflow.readside.log_reader import LogReader
@@ -82,25 +85,39 @@ async def run_services(
 ) -> None:
     """Run the named services until ``stop`` is set; migrations are applied first.
 
+    Each service waits out database outages (``outages``): it stops and starts again once
+    PostgreSQL answers, from the offsets and checkpoints stored there.
+
     ``pipeline_processes`` > 1 starts that many pipeline processes in all: this one and child processes.
     """
-    await postgres.migrate_url(settings.database_url, settings.dashboard_password)
-    pool = await postgres.create_pool(settings.database_url, settings.db_pool_size)
+    url = settings.database_url
+    pools: list[asyncpg.Pool] = []
+
+    async def start() -> None:
+        await postgres.migrate_url(url, settings.dashboard_password)
+        pools.append(await postgres.create_pool(url, settings.db_pool_size))
+
+    await outages.until_stopped("daemon", start, url, stop)
+    if not pools:
+        return  # stopped while waiting for the database
+    pool = pools[0]
     tasks: list[asyncio.Task[None]] = []
+
+    def supervise(service: str, run: Callable[[], Awaitable[None]]) -> None:
+        tasks.append(asyncio.create_task(outages.until_stopped(service, run, url, stop), name=service))
+
     try:
         if "pipeline" in services:
-            tasks.append(asyncio.create_task(PipelineWorker(settings, pool).run(stop), name="pipeline"))
+            supervise("pipeline", lambda: PipelineWorker(settings, pool).run(stop))
             if pipeline_processes > 1:
                 tasks.append(
                     asyncio.create_task(
                         _extra_pipeline_processes(settings, pipeline_processes - 1, stop), name="pipelines"
                     )
                 )
+        clusterer = story_clusterer.StoryClusterer(settings.cluster_snapshot_every)
         readers = {
-            "clusterer": (
-                story_clusterer.READER,
-                story_clusterer.StoryClusterer(settings.cluster_snapshot_every).handle,
-            ),
+            "clusterer": (story_clusterer.READER, clusterer.handle),
             "projector": (projections.STORIES_READER, projections.apply_events),
         }
         for service, (name, handle) in readers.items():
@@ -108,7 +125,7 @@ async def run_services(
                 reader = LogReader(
                     name, pool, handle, page_size=settings.projection_batch, poll_interval_s=settings.poll_interval_s
                 )
-                tasks.append(asyncio.create_task(reader.run(stop), name=service))
+                supervise(service, functools.partial(reader.run, stop))
         if os.environ.get(PARENT_ENV):
             tasks.append(asyncio.create_task(stop_when_orphaned(stop), name="orphan-watch"))
         log.info("daemon.running", services=list(services))

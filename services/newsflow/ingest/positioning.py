@@ -60,6 +60,9 @@ class Positioner:
         # Assignment callbacks run in aiokafka's coordinator task, concurrently with getmany():
         # positioning and batch handling never interleave.
         self.lock = asyncio.Lock()
+        # An assignment that could not be positioned (aiokafka only logs a callback's error): the
+        # worker must stop rather than fetch from wherever the consumer's own reset put it.
+        self.failure: BaseException | None = None
 
     def listener(self, consumer: AIOKafkaConsumer) -> ConsumerRebalanceListener:
         return _Rebalance(self, consumer)
@@ -158,4 +161,8 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         log.info("partitions.revoked", partitions=sorted(tp.partition for tp in revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self.positioner.position(self.consumer, assigned)
+        try:
+            await self.positioner.position(self.consumer, assigned)
+        except Exception as exc:  # noqa: BLE001  (the worker's fetch loop raises it)
+            log.warning("partitions.unpositioned", partitions=sorted(tp.partition for tp in assigned), error=repr(exc))
+            self.positioner.failure = exc

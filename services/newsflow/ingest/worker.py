@@ -87,6 +87,8 @@ class PipelineWorker:
                 batch = await consumer.getmany(
                     timeout_ms=s.batch_timeout_ms, max_records=min(room, s.batch_max_records)
                 )
+                if self.positioner.failure is not None:
+                    raise self.positioner.failure
                 fetched_in = self.positioner.round
                 records = [
                     SourceRecord(

@@ -77,6 +77,15 @@ class LogReader:
                 stop_wait.cancel()
                 wake_wait.cancel()
         finally:
+            await self._let_go(listener)
+            log.info("log_reader.stopped", reader=self.name)
+
+    async def _let_go(self, listener: asyncpg.Connection) -> None:
+        """Hand the listening connection back; after an outage it is broken, and is dropped instead."""
+        try:
             await listener.remove_listener(postgres.NOTIFY_CHANNEL, self._on_notify)
             await self.pool.release(listener)
-            log.info("log_reader.stopped", reader=self.name)
+        except Exception as exc:
+            if not postgres.is_unavailable(exc):
+                raise
+            listener.terminate()

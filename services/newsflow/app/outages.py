@@ -1,0 +1,60 @@
+"""Waiting out a PostgreSQL outage: a service that loses the database stops, waits, and starts again.
+
+A service that hits an outage stops as it would on shutdown (nothing half
+applied survives it: appends, offsets and checkpoints commit together) and is
+started again once a new connection answers, so it resumes from the offsets and
+checkpoints PostgreSQL holds. The wait backs off exponentially up to a cap.
+One ``db.unavailable`` is logged per outage and service, one ``db.recovered``
+when it ends. Any other error still stops the daemon: a bug must be seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+from newsflow.adapters import postgres
+
+log = structlog.get_logger(__name__)
+
+FIRST_WAIT_S = 0.5
+MAX_WAIT_S = 15.0
+
+
+def backoff_s(attempt: int, first_s: float = FIRST_WAIT_S, cap_s: float = MAX_WAIT_S) -> float:
+    """The wait before retry number ``attempt`` (0-based): doubling from ``first_s``, at most ``cap_s``."""
+    return float(min(cap_s, first_s * 2 ** min(attempt, 30)))
+
+
+async def _sleep_unless_stopped(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def wait_for_database(url: str, stop: asyncio.Event, service: str, error: BaseException | None = None) -> None:
+    """Return once PostgreSQL answers at ``url`` (or ``stop`` is set), logging the outage once."""
+    started = time.monotonic()
+    log.warning("db.unavailable", service=service, error=type(error).__name__ if error else None)
+    attempt = 0
+    while not stop.is_set():
+        await _sleep_unless_stopped(stop, backoff_s(attempt))
+        attempt += 1
+        if not stop.is_set() and await postgres.reachable(url):
+            log.info("db.recovered", service=service, down_s=round(time.monotonic() - started, 1), attempts=attempt)
+            return
+
+
+async def until_stopped(service: str, run: Callable[[], Awaitable[None]], url: str, stop: asyncio.Event) -> None:
+    """Run ``run()`` until ``stop`` is set, starting it again after every database outage it meets."""
+    while not stop.is_set():
+        try:
+            await run()
+            return
+        except Exception as exc:
+            if not postgres.is_unavailable(exc) or stop.is_set():
+                raise
+            await wait_for_database(url, stop, service, exc)
