@@ -10,12 +10,19 @@ import pytest
 from newsflow.domain.entities import extract
 from newsflow.ingest import entity_plan
 from newsflow.ingest.stage_runner import StageCrashed, StageRunner, StageTimeout
+from newsflow.settings import Settings
 from seed_articles import cleaned, long_text, seed_message
 
 
 def sleep_then_pid(seconds: float) -> int:
     time.sleep(seconds)
     return os.getpid()
+
+
+def model_loaded() -> bool:
+    from newsflow.domain import entities
+
+    return entities._nlp.cache_info().currsize == 1
 
 
 def allocate(mb: int) -> int:
@@ -32,15 +39,16 @@ async def test_overrunning_message_is_stopped_and_its_worker_replaced() -> None:
         assert time.monotonic() - started < 10, "the overrun was cut, not waited out"
         replacement = await runner.run(sleep_then_pid, 0)
         assert replacement != first, "the stuck worker was killed and a new one started"
+        assert await runner.run(model_loaded), "the replacement loaded the model before its first message"
     finally:
         runner.close()
 
 
 async def test_message_over_the_memory_limit_fails_alone() -> None:
-    runner = StageRunner(workers=1, timeout_s=30, memory_mb=512)
+    runner = StageRunner(workers=1, timeout_s=30, memory_mb=Settings().stage_memory_mb)  # warm, as in production
     try:
         with pytest.raises(StageCrashed):
-            await runner.run(allocate, 2048)
+            await runner.run(allocate, 4096)
         assert await runner.run(allocate, 64) == 64 * 1024 * 1024
     finally:
         runner.close()

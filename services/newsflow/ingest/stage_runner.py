@@ -33,17 +33,23 @@ class StageCrashed(Exception):
     """The worker died (killed, out of memory) or raised MemoryError."""
 
 
-def _limit_memory(memory_mb: int) -> None:
-    if memory_mb > 0:
-        limit = memory_mb * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-
-
 def _warm_up() -> None:
-    """Import the stage code and load the entity model once per worker, so the first message does not pay."""
+    """Import the stage code and load the entity model, so the first message does not pay."""
     from newsflow.domain import entities, stages  # noqa: F401  (stages: cleaning, trafilatura, ...)
 
     entities.warm_up()
+
+
+def _start_worker(memory_mb: int) -> None:
+    """Every worker, the first ones and each that replaces a killed one, starts bounded and warm.
+
+    pebble runs this before the worker takes a task, so a replacement's cold
+    imports never count against the budget of the message it is given next.
+    """
+    if memory_mb > 0:
+        limit = memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    _warm_up()
 
 
 WARM_UP_TIMEOUT_S = 120.0  # loading spaCy takes seconds on a busy machine; a message's timeout may be shorter
@@ -55,13 +61,14 @@ class StageRunner:
         self.workers = workers
         self._pool = pebble.ProcessPool(
             max_workers=workers,
-            initializer=_limit_memory,
+            initializer=_start_worker,
             initargs=(memory_mb,),
             # spawn, not fork: the parent runs an event loop and client threads.
             context=multiprocessing.get_context("spawn"),
         )
 
     async def start(self) -> None:
+        """Wait until every worker has started (and warmed up)."""
         await asyncio.gather(*(self._run(_warm_up, WARM_UP_TIMEOUT_S) for _ in range(self.workers)))
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
