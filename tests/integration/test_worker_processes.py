@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -111,3 +112,58 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
     except FileNotFoundError:
         return ""
+
+
+def _pipeline_children(parent: int) -> list[int]:
+    return [c for c in _children(parent) if _cmdline(c).endswith("run pipeline") and _alive(c)]
+
+
+async def _one_child(parent: subprocess.Popen[bytes], other_than: int | None = None) -> int:
+    deadline = time.monotonic() + 60
+    while True:
+        children = [c for c in _pipeline_children(parent.pid) if c != other_than]
+        if children:
+            return children[0]
+        assert parent.poll() is None, f"the parent exited ({parent.returncode})"
+        assert time.monotonic() < deadline, "no child pipeline process started"
+        await asyncio.sleep(0.2)
+
+
+async def test_a_killed_child_pipeline_process_is_restarted_and_nothing_is_lost_or_doubled(
+    settings: Settings, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    await kafka.ensure_topics(settings.kafka_bootstrap, [(settings.raw_topic, 4), (settings.dlq_topic, 1)])
+    parent = subprocess.Popen(  # noqa: ASYNC220  (the test reads its pid tree)
+        [sys.executable, "-m", "newsflow", "run", "pipeline", "--workers", "2"], env=daemon_env(settings, tmp_path)
+    )
+    try:
+        first = await _one_child(parent)
+        feed = tmp_path / "feed.jsonl"
+        feed.write_text(
+            "".join(
+                json.dumps(
+                    {
+                        "url": f"https://restart.invalid/{i}",
+                        "source": f"outlet-{i % 3}",
+                        "fetched_at": "2022-09-20T10:00:00+00:00",
+                        "text": f"Item {i}\n\n" + PARAGRAPH * 3,
+                    }
+                )
+                + "\n"
+                for i in range(80)
+            )
+        )
+        published = await publish(settings.kafka_bootstrap, settings.raw_topic, [feed], progress=False)
+        await asyncio.sleep(1)
+        os.kill(first, signal.SIGKILL)
+        second = await _one_child(parent, other_than=first)
+        assert second != first and parent.poll() is None, "the parent restarted the child instead of stopping"
+        await wait_until(lambda: _all_received(pool, published), timeout_s=120, what=f"{published} articles")
+        assert parent.poll() is None
+    finally:
+        parent.send_signal(signal.SIGTERM)
+        parent.wait(60)
+    async with pool.acquire() as conn:
+        received = await conn.fetchval("SELECT count(*) FROM newsflow.events WHERE type = 'ArticleReceived'")
+        offsets = await conn.fetchval("SELECT sum(next_offset) FROM newsflow.consumer_offsets")
+    assert received == offsets == published, "each message applied once"

@@ -7,6 +7,7 @@ import functools
 import os
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
@@ -55,29 +56,48 @@ def _settings_env(settings: Settings) -> dict[str, str]:
 
 
 async def _extra_pipeline_processes(settings: Settings, count: int, stop: asyncio.Event) -> None:
-    """``count`` more pipeline processes in the same consumer group, stopped with this one.
+    """``count`` more pipeline processes in the same consumer group, restarted when one dies, stopped with this one.
 
     The Kafka way to use more cores: each process owns some partitions (and its own
     stage workers); PostgreSQL serializes their appends.
     """
     env = {**_settings_env(settings), PARENT_ENV: str(os.getpid())}
-    children = [
-        await asyncio.create_subprocess_exec(sys.executable, "-m", "newsflow", "run", "pipeline", env=env)
-        for _ in range(count)
-    ]
-    log.info("daemon.pipeline_processes", extra=count, pids=[c.pid for c in children])
-    try:
-        waits = [asyncio.ensure_future(c.wait()) for c in children]
-        stopped = asyncio.ensure_future(stop.wait())
-        done, _ = await asyncio.wait({stopped, *waits}, return_when=asyncio.FIRST_COMPLETED)
-        stopped.cancel()
-        if stopped not in done:
-            raise RuntimeError(f"a pipeline process exited early: {[c.returncode for c in children]}")
-    finally:
-        for c in children:
-            if c.returncode is None:
-                c.send_signal(signal.SIGTERM)
-        await asyncio.gather(*(c.wait() for c in children), return_exceptions=True)
+    await asyncio.gather(*(_keep_child(env, slot, stop) for slot in range(1, count + 1)))
+
+
+CHILD_HEALTHY_S = 60.0  # a child that ran this long before it died restarts without waiting
+
+
+async def _keep_child(env: dict[str, str], slot: int, stop: asyncio.Event) -> None:
+    """One child pipeline process, started again (with backoff) whenever it exits before ``stop``.
+
+    A restarted child joins the group and resumes from the offsets stored in
+    PostgreSQL, like any new consumer: what the dead one had not committed is
+    applied once, by whoever gets the partition.
+    """
+    restarts = 0
+    while not stop.is_set():
+        started = time.monotonic()
+        child = await asyncio.create_subprocess_exec(sys.executable, "-m", "newsflow", "run", "pipeline", env=env)
+        log.info("daemon.pipeline_process_started", slot=slot, pid=child.pid, restarts=restarts)
+        try:
+            stopped = asyncio.ensure_future(stop.wait())
+            exited = asyncio.ensure_future(child.wait())
+            await asyncio.wait({stopped, exited}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+        finally:
+            if child.returncode is None:
+                child.send_signal(signal.SIGTERM)
+                await child.wait()
+        if stop.is_set():
+            return
+        restarts += 1
+        ran_s = time.monotonic() - started
+        log.warning(
+            "daemon.pipeline_process_exited", slot=slot, pid=child.pid, returncode=child.returncode, restarts=restarts
+        )
+        if ran_s < CHILD_HEALTHY_S:
+            await outages.sleep_unless_stopped(stop, outages.backoff_s(restarts - 1))
 
 
 async def run_services(

@@ -30,7 +30,7 @@ def backoff_s(attempt: int, first_s: float = FIRST_WAIT_S, cap_s: float = MAX_WA
     return float(min(cap_s, first_s * 2 ** min(attempt, 30)))
 
 
-async def _sleep_unless_stopped(stop: asyncio.Event, seconds: float) -> None:
+async def sleep_unless_stopped(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
 
@@ -41,7 +41,7 @@ async def wait_for_database(url: str, stop: asyncio.Event, service: str, error: 
     log.warning("db.unavailable", service=service, error=type(error).__name__ if error else None)
     attempt = 0
     while not stop.is_set():
-        await _sleep_unless_stopped(stop, backoff_s(attempt))
+        await sleep_unless_stopped(stop, backoff_s(attempt))
         attempt += 1
         if not stop.is_set() and await postgres.reachable(url):
             log.info("db.recovered", service=service, down_s=round(time.monotonic() - started, 1), attempts=attempt)
