@@ -65,6 +65,11 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 
 @pytest.fixture
 def settings(database_url: str, broker: EmbeddedBroker) -> Settings:
+    return settings_for(broker, database_url)
+
+
+def settings_for(broker: EmbeddedBroker, database_url: str) -> Settings:
+    """Settings for one test: this database, fresh topics and consumer group, quick polling."""
     tag = uuid.uuid4().hex[:8]
     return Settings(
         kafka_bootstrap=broker.bootstrap,

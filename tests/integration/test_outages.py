@@ -9,12 +9,11 @@ from pathlib import Path
 import asyncpg
 from structlog.testing import capture_logs
 
-from conftest import wait_until
+from conftest import settings_for, wait_until
 from newsflow.adapters import kafka, postgres
 from newsflow.adapters.embedded import EmbeddedBroker, EmbeddedPostgres
 from newsflow.app.daemon import SERVICES, run_services
 from newsflow.app.publish import publish
-from newsflow.settings import Settings
 
 BATCH = 8
 
@@ -64,16 +63,7 @@ async def test_the_daemon_waits_out_a_stopped_database_and_applies_everything_on
     await asyncio.to_thread(pg.start)
     try:
         url = await pg.ensure_database("outage")
-        tag = tmp_path.name[-8:]
-        settings = Settings(
-            kafka_bootstrap=broker.bootstrap,
-            database_url=url,
-            raw_topic=f"raw-outage-{tag}",
-            dlq_topic=f"raw-outage-{tag}.dlq",
-            consumer_group=f"group-outage-{tag}",
-            batch_timeout_ms=100,
-            poll_interval_s=0.1,
-        )
+        settings = settings_for(broker, url)
         await kafka.ensure_topics(settings.kafka_bootstrap, [(settings.raw_topic, 2), (settings.dlq_topic, 1)])
         stop = asyncio.Event()
         with capture_logs() as logs:

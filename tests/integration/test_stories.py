@@ -15,16 +15,12 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from conftest import reaches, role_url, running_daemon, scalar, wait_until
+from conftest import reaches, role_url, running_daemon, wait_until
 from newsflow.adapters import postgres
 from newsflow.adapters.embedded import EmbeddedPostgres
 from newsflow.app.publish import publish
 from newsflow.domain.events import (
-    ArticleAssignedToStory,
-    ArticleCleaned,
     NewEvent,
-    StoriesMerged,
-    StoryStarted,
 )
 from newsflow.domain.identity import article_id_for, article_stream
 from newsflow.readside import projections, story_clusterer, story_history
@@ -304,102 +300,6 @@ async def test_a_background_piece_older_than_the_live_window_is_merged_into_the_
     assert [m["payload"]["reason"] for m in merges] == ["background"]
     assert len({m["story_id"] for m in members}) == 1 and story["article_count"] == 3
     assert merged["reason"] == "background" and story["first_seen"] == datetime(2016, 9, 21, 9, tzinfo=UTC)
-
-
-async def test_merged_stories_project_as_one_and_time_travel_sees_them_apart(pool: asyncpg.Pool) -> None:
-    articles = [uuid.uuid4() for _ in range(3)]
-    a, b = uuid.uuid4(), uuid.uuid4()
-    base = datetime(2024, 5, 1, 8, tzinfo=UTC)
-
-    def cleaned(i: int) -> NewEvent:
-        return NewEvent.of(
-            article_stream(articles[i]),
-            ArticleCleaned(
-                article_id=articles[i],
-                stage_version="t",
-                url=f"https://m.invalid/{i}",
-                source=f"Outlet {i}",
-                title=f"Title {i}",
-                text=f"Body {i} about the bridge.",
-                word_count=5,
-                published_at=base + timedelta(hours=i),
-                fetched_at=base + timedelta(hours=i),
-                language_hint="en",
-                input_kind="text",
-                extractor=None,
-                metadata={},
-                removed=[],
-                removed_counts={},
-                chrome_candidates=[],
-            ),
-            {},
-        )
-
-    def assigned(story: uuid.UUID, i: int, started: bool) -> NewEvent:
-        return NewEvent.of(
-            f"story-{story}",
-            ArticleAssignedToStory(
-                story_id=story,
-                clusterer_version="t",
-                article_id=articles[i],
-                role="canonical",
-                started=started,
-                score=1.0 if started else 0.5,
-                shared_entities=[],
-                top_terms=["bridge"],
-            ),
-            {},
-        )
-
-    def started(story: uuid.UUID, i: int, best_score: float) -> NewEvent:
-        payload = StoryStarted(
-            story_id=story, clusterer_version="t", article_id=articles[i], best_score=best_score, top_terms=["bridge"]
-        )
-        return NewEvent.of(f"story-{story}", payload, {})
-
-    batches = [
-        [cleaned(0), started(a, 0, 0.0), assigned(a, 0, True)],
-        [cleaned(1), started(b, 1, 0.1), assigned(b, 1, True)],
-        [
-            cleaned(2),
-            NewEvent.of(
-                f"story-{b}",
-                StoriesMerged(
-                    story_id=b,
-                    clusterer_version="t",
-                    merged_story_ids=[a],
-                    bridging_article_id=articles[2],
-                    reason="background",
-                ),
-                {},
-            ),
-            assigned(b, 2, False),
-        ],
-    ]
-    cut: datetime | None = None
-    for i, batch in enumerate(batches):
-        async with pool.acquire() as conn, conn.transaction():
-            await postgres.append(conn, batch)
-            if i == 1:
-                cut = await conn.fetchval("SELECT clock_timestamp()")
-    await LogReader(projections.STORIES_READER, pool, projections.apply_events).catch_up()
-    async with pool.acquire() as conn:
-        rows = await conn.fetch("SELECT story_id, article_count FROM projection.stories")
-        assert [(r["story_id"], r["article_count"]) for r in rows] == [(b, 3)]
-        assert await scalar(pool, "SELECT count(*) FROM projection.articles WHERE story_id = $1", b) == 3
-        via_merged = await story_history.show(conn, a)
-        assert via_merged["id"] == str(b) and via_merged["merged_from"] == [str(a)]
-        assert via_merged["merges"] == [
-            {"story_id": str(a), "reason": "background", "bridging_article_id": str(articles[2])}
-        ]
-        assert f"merged from: {a} (background)" in story_history.render(via_merged)
-        assert (
-            await conn.fetchval("SELECT reason FROM dashboard.story_merges WHERE merged_story_id = $1", a)
-            == "background"
-        )
-        assert cut is not None
-        past = await story_history.show(conn, a, cut)
-    assert past["id"] == str(a) and past["article_count"] == 1 and past["merged_from"] == []
 
 
 @pytest.mark.parametrize(

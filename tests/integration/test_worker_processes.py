@@ -23,6 +23,23 @@ PARAGRAPH = "Harbour cranes stood still as dock workers and terminal operators n
 WORKERS_SQL = "SELECT count(DISTINCT metadata->>'worker') FROM newsflow.events WHERE type = 'ArticleReceived'"
 
 
+def _feed(path: Path, url_prefix: str, n: int) -> Path:
+    """``n`` valid articles as JSON lines, from three outlets."""
+    lines = [
+        json.dumps(
+            {
+                "url": f"{url_prefix}/{i}",
+                "source": f"outlet-{i % 3}",
+                "fetched_at": "2022-09-20T10:00:00+00:00",
+                "text": f"Item {url_prefix} {i}\n\n" + PARAGRAPH * 3,
+            }
+        )
+        for i in range(n)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 async def test_two_pipeline_processes_share_the_stream_and_apply_each_message_once(
     settings: Settings, pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
@@ -34,21 +51,7 @@ async def test_two_pipeline_processes_share_the_stream_and_apply_each_message_on
     try:
         # Keep publishing until both processes have applied records: the child joins the group a little later.
         for round_ in range(60):
-            feed = tmp_path / f"round-{round_}.jsonl"
-            feed.write_text(
-                "".join(
-                    json.dumps(
-                        {
-                            "url": f"https://harbour.invalid/{round_}/{i}",
-                            "source": f"outlet-{i % 3}",
-                            "fetched_at": "2022-09-20T10:00:00+00:00",
-                            "text": f"Item {round_}-{i}\n\n" + PARAGRAPH * 3,
-                        }
-                    )
-                    + "\n"
-                    for i in range(20)
-                )
-            )
+            feed = _feed(tmp_path / f"round-{round_}.jsonl", f"https://harbour.invalid/{round_}", 20)
             published += await publish(settings.kafka_bootstrap, settings.raw_topic, [feed], progress=False)
             await asyncio.sleep(0.5)
             if await scalar(pool, WORKERS_SQL) >= 2:
@@ -138,21 +141,7 @@ async def test_a_killed_child_pipeline_process_is_restarted_and_nothing_is_lost_
     )
     try:
         first = await _one_child(parent)
-        feed = tmp_path / "feed.jsonl"
-        feed.write_text(
-            "".join(
-                json.dumps(
-                    {
-                        "url": f"https://restart.invalid/{i}",
-                        "source": f"outlet-{i % 3}",
-                        "fetched_at": "2022-09-20T10:00:00+00:00",
-                        "text": f"Item {i}\n\n" + PARAGRAPH * 3,
-                    }
-                )
-                + "\n"
-                for i in range(80)
-            )
-        )
+        feed = _feed(tmp_path / "feed.jsonl", "https://restart.invalid", 80)
         published = await publish(settings.kafka_bootstrap, settings.raw_topic, [feed], progress=False)
         await asyncio.sleep(1)
         os.kill(first, signal.SIGKILL)
