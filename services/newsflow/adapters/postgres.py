@@ -64,19 +64,15 @@ async def reachable(url: str) -> bool:
     """Whether a new connection to ``url`` can run a query now."""
     try:
         conn = await asyncpg.connect(url, timeout=5)
+        try:
+            await conn.fetchval("SELECT 1")
+        finally:
+            await conn.close(timeout=2)
     except Exception as exc:
         if is_unavailable(exc):
             return False
         raise
-    try:
-        await conn.fetchval("SELECT 1")
-        return True
-    except Exception as exc:
-        if is_unavailable(exc):
-            return False
-        raise
-    finally:
-        await conn.close(timeout=2)
+    return True
 
 
 async def create_pool(url: str, size: int = 4) -> asyncpg.Pool:

@@ -111,16 +111,14 @@ async def run_services(
     ``pipeline_processes`` > 1 starts that many pipeline processes in all: this one and child processes.
     """
     url = settings.database_url
-    pools: list[asyncpg.Pool] = []
 
-    async def start() -> None:
+    async def start() -> asyncpg.Pool:
         await postgres.migrate_url(url, settings.dashboard_password)
-        pools.append(await postgres.create_pool(url, settings.db_pool_size))
+        return await postgres.create_pool(url, settings.db_pool_size)
 
-    await outages.until_stopped("daemon", start, url, stop)
-    if not pools:
+    pool = await outages.until_stopped("daemon", start, url, stop)
+    if pool is None:
         return  # stopped while waiting for the database
-    pool = pools[0]
     tasks: list[asyncio.Task[None]] = []
 
     def supervise(service: str, run: Callable[[], Awaitable[None]]) -> None:

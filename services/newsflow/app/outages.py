@@ -14,12 +14,15 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import structlog
 
 from newsflow.adapters import postgres
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 FIRST_WAIT_S = 0.5
 MAX_WAIT_S = 15.0
@@ -48,13 +51,13 @@ async def wait_for_database(url: str, stop: asyncio.Event, service: str, error: 
             return
 
 
-async def until_stopped(service: str, run: Callable[[], Awaitable[None]], url: str, stop: asyncio.Event) -> None:
-    """Run ``run()`` until ``stop`` is set, starting it again after every database outage it meets."""
+async def until_stopped(service: str, run: Callable[[], Awaitable[T]], url: str, stop: asyncio.Event) -> T | None:
+    """``run()``'s result, starting it again after every database outage it meets; None if ``stop`` came first."""
     while not stop.is_set():
         try:
-            await run()
-            return
+            return await run()
         except Exception as exc:
             if not postgres.is_unavailable(exc) or stop.is_set():
                 raise
             await wait_for_database(url, stop, service, exc)
+    return None
