@@ -22,7 +22,7 @@ from newsflow.adapters import postgres
 from newsflow.adapters.embedded import EmbeddedBroker, EmbeddedPostgres
 from newsflow.app.daemon import SERVICES, run_services
 from newsflow.logs import configure_logging
-from newsflow.settings import Settings
+from newsflow.settings import Settings, as_role
 
 configure_logging("json", "warning")
 
@@ -53,7 +53,7 @@ async def database_url(pg_server: EmbeddedPostgres) -> str:
 
 def role_url(url: str, role: str) -> str:
     """The same database, connecting as another role (the embedded server trusts local sockets)."""
-    return url.replace("postgresql://postgres:@", f"postgresql://{role}:@", 1)
+    return as_role(url, role)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     dashboard_password: str = Field(
         "dashboard", description="Password set for the read-only role newsflow_dashboard at migration time."
     )
+    writer_password: str = Field(
+        "writer", description="Password set for newsflow_writer at migration time; the services connect as it."
+    )
     log_format: str = Field(
         "auto", pattern="^(auto|json|console)$", description="auto: console on a terminal, JSON otherwise."
     )
@@ -66,6 +69,19 @@ class Settings(BaseSettings):
 
     def endpoints_file(self) -> Path:
         return self.state_dir / "endpoints.json"
+
+    def writer_url(self) -> str:
+        """Where the services connect: ``database_url``'s database as ``newsflow_writer``.
+
+        ``database_url`` names the owner, who only migrates; everything that runs
+        after that has the writer's grants and no more.
+        """
+        return as_role(self.database_url, WRITER_ROLE, self.writer_password)
+
+    def secrets(self) -> list[str]:
+        """Every password these settings hold, for masking (``redaction``)."""
+        url_password = urlsplit(self.database_url).password
+        return [p for p in (self.dashboard_password, self.writer_password, unquote(url_password or "")) if p]
 
 
 def load_settings() -> Settings:
@@ -86,10 +102,11 @@ def load_settings() -> Settings:
     return settings
 
 
-def redacted_url(url: str) -> str:
-    """``url`` fit for a log or error line: the password, if any, replaced by ``***``."""
+WRITER_ROLE = "newsflow_writer"
+
+
+def as_role(url: str, role: str, password: str = "") -> str:
+    """``url`` with its user and password replaced: the same server and database, another role."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit(parts._replace(netloc=f"{quote(role, safe='')}:{quote(password, safe='')}@{host}"))

@@ -87,8 +87,13 @@ async def connect(url: str) -> asyncpg.Connection:
     return conn
 
 
-async def migrate(conn: asyncpg.Connection, dashboard_password: str | None = None) -> list[str]:
-    """Apply the packaged migrations once each, under a lock so concurrent starters are safe."""
+async def migrate(
+    conn: asyncpg.Connection, dashboard_password: str | None = None, writer_password: str | None = None
+) -> list[str]:
+    """Apply the packaged migrations once each, under a lock so concurrent starters are safe.
+
+    The role passwords are set on every run, so changing one in the settings takes effect at the next start.
+    """
     applied: list[str] = []
     await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
     try:
@@ -109,18 +114,19 @@ async def migrate(conn: asyncpg.Connection, dashboard_password: str | None = Non
                 await conn.execute("INSERT INTO public.newsflow_migrations (name) VALUES ($1)", f.name)
             applied.append(f.name)
             log.info("migration.applied", migration=f.name)
-        if dashboard_password is not None:
-            await conn.execute(f"ALTER ROLE newsflow_dashboard PASSWORD {_quote_literal(dashboard_password)}")
+        for role, password in (("newsflow_dashboard", dashboard_password), ("newsflow_writer", writer_password)):
+            if password is not None:
+                await conn.execute(f"ALTER ROLE {role} PASSWORD {_quote_literal(password)}")
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
     return applied
 
 
-async def migrate_url(url: str, dashboard_password: str | None = None) -> list[str]:
+async def migrate_url(url: str, dashboard_password: str | None = None, writer_password: str | None = None) -> list[str]:
     """``migrate`` on a connection of its own."""
     conn = await connect(url)
     try:
-        return await migrate(conn, dashboard_password)
+        return await migrate(conn, dashboard_password, writer_password)
     finally:
         await conn.close()
 
