@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterable
 
 import structlog
 
+from newsflow.redaction import EventMasker
 
-def configure_logging(fmt: str = "auto", level: str = "info") -> None:
+
+def configure_logging(fmt: str = "auto", level: str = "info", secrets: Iterable[str] = ()) -> None:
+    """Configure structlog for this process; ``secrets`` (and any URL password) never reach a line."""
     use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
     renderer: structlog.typing.Processor = (
         structlog.dev.ConsoleRenderer() if use_console else structlog.processors.JSONRenderer()
@@ -20,6 +24,7 @@ def configure_logging(fmt: str = "auto", level: str = "info") -> None:
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.StackInfoRenderer(),
             structlog.processors.format_exc_info,
+            EventMasker(secrets),
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
