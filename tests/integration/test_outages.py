@@ -13,6 +13,7 @@ from conftest import settings_for, wait_until
 from newsflow.adapters import kafka, postgres
 from newsflow.adapters.embedded import EmbeddedBroker, EmbeddedPostgres
 from newsflow.app.daemon import SERVICES, run_services
+from newsflow.app.health import Health, read_all, readiness
 from newsflow.app.publish import publish
 
 BATCH = 8
@@ -34,6 +35,10 @@ def feed(tmp_path: Path, name: str, start: int) -> Path:
     ]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+async def degraded(health: Health) -> bool:
+    return health.readiness() == "degraded"
 
 
 async def count(url: str, sql: str) -> int:
@@ -67,21 +72,27 @@ async def test_the_daemon_waits_out_a_stopped_database_and_applies_everything_on
         await kafka.ensure_topics(settings.kafka_bootstrap, [(settings.raw_topic, 2), (settings.dlq_topic, 1)])
         stop = asyncio.Event()
         with capture_logs() as logs:
-            daemon = asyncio.create_task(run_services(settings, SERVICES, stop))
+            health = Health(tmp_path / "health.json")
+            daemon = asyncio.create_task(run_services(settings, SERVICES, stop, health=health))
             await publish(settings.kafka_bootstrap, settings.raw_topic, [feed(tmp_path, "before", 0)], progress=False)
             await wait_until(lambda: reached(url, BATCH, PROJECTED), what="the first articles projected")
+            assert health.readiness() == "ready"
 
             await asyncio.to_thread(pg.stop)
             await publish(
                 settings.kafka_bootstrap, settings.raw_topic, [feed(tmp_path, "during", BATCH)], progress=False
             )
-            await asyncio.sleep(4)
+            await wait_until(lambda: degraded(health), what="health to say degraded")
             assert not daemon.done(), f"the daemon stopped during the outage: {daemon}"
+            shown = read_all(tmp_path)["health.json"]
+            assert readiness(shown) == "degraded" and "waiting_for_database" in str(shown["services"])
             await asyncio.to_thread(pg.start)
 
             await wait_until(lambda: reached(url, 2 * BATCH, PROJECTED), what="every article after the outage")
             await wait_until(lambda: reached(url, 2 * BATCH, ASSIGNED), what="every article in a story")
             assert not daemon.done()
+            assert health.readiness() == "ready"
+            assert any(s.outages for s in health.services.values()), "the outage is counted"
             stop.set()
             await asyncio.wait_for(daemon, 60)
         conn = await postgres.connect(url)

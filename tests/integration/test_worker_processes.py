@@ -149,6 +149,7 @@ async def test_a_killed_child_pipeline_process_is_restarted_and_nothing_is_lost_
         assert second != first and parent.poll() is None, "the parent restarted the child instead of stopping"
         await wait_until(lambda: _all_received(pool, published), timeout_s=120, what=f"{published} articles")
         assert parent.poll() is None
+        await wait_until(lambda: _child_restart_shown(settings, tmp_path), what="status to show the restart")
     finally:
         parent.send_signal(signal.SIGTERM)
         parent.wait(60)
@@ -156,3 +157,20 @@ async def test_a_killed_child_pipeline_process_is_restarted_and_nothing_is_lost_
         received = await conn.fetchval("SELECT count(*) FROM newsflow.events WHERE type = 'ArticleReceived'")
         offsets = await conn.fetchval("SELECT sum(next_offset) FROM newsflow.consumer_offsets")
     assert received == offsets == published, "each message applied once"
+
+
+async def _child_restart_shown(settings: Settings, state_dir: Path) -> bool:
+    """`newsflow status` counts the restart, and says ready once the new child runs."""
+    done = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "newsflow",
+        "status",
+        "--json",
+        env=daemon_env(settings, state_dir),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await done.communicate()
+    daemon = json.loads(out)["daemon"]
+    child = daemon["processes"]["health.json"]["children"]["1"]
+    return bool(child["restarts"] == 1 and child["running"] and daemon["readiness"] == "ready")

@@ -15,7 +15,8 @@ import asyncpg
 import structlog
 
 from newsflow.logs import configure_logging
-from newsflow.settings import Settings, load_settings, redacted_url
+from newsflow.redaction import mask, redacted_url
+from newsflow.settings import Settings, load_settings
 
 log = structlog.get_logger("newsflow.app.cli")
 
@@ -188,7 +189,11 @@ async def _cmd_run(settings: Settings, args: argparse.Namespace) -> None:
 async def _run_with_publish(
     settings: Settings, services: Any, args: argparse.Namespace, stop: asyncio.Event, runner: Any
 ) -> None:
-    daemon = asyncio.create_task(runner(settings, services, stop, args.workers))
+    from newsflow.app.daemon import child_slot
+    from newsflow.app.health import Health, file_for
+
+    health = Health(file_for(settings.state_dir, child_slot()))
+    daemon = asyncio.create_task(runner(settings, services, stop, args.workers, health))
     paths: list[Path] = args.publish
     if paths:
         from newsflow.adapters import kafka
@@ -216,7 +221,7 @@ async def _cmd_stories(settings: Settings, args: argparse.Namespace) -> None:
     if args.action == "show":
         await _cmd_story_show(settings, args)
         return
-    conn = await postgres.connect(settings.database_url)
+    conn = await postgres.connect(settings.writer_url())
     try:
         rows = await conn.fetch(
             "SELECT id, headline, first_seen, last_seen, article_count, duplicate_count, source_count, sources,"
@@ -250,7 +255,7 @@ async def _cmd_story_show(settings: Settings, args: argparse.Namespace) -> None:
     from newsflow.adapters import postgres
     from newsflow.readside import story_history
 
-    conn = await postgres.connect(settings.database_url)
+    conn = await postgres.connect(settings.writer_url())
     try:
         story = await story_history.show(conn, args.id, args.as_of)
     except story_history.StoryNotFound as exc:
@@ -265,7 +270,7 @@ async def _cmd_projections(settings: Settings, args: argparse.Namespace) -> None
     from newsflow.adapters import postgres
     from newsflow.readside.rebuild import rebuild
 
-    pool = await postgres.create_pool(settings.database_url, 2)
+    pool = await postgres.create_pool(settings.writer_url(), 2)
     try:
         result = await rebuild(pool, args.name, settings.projection_batch, progress=sys.stderr.isatty())
     finally:
@@ -278,21 +283,16 @@ async def _cmd_projections(settings: Settings, args: argparse.Namespace) -> None
 
 
 async def _cmd_status(settings: Settings, args: argparse.Namespace) -> None:
-    from newsflow.adapters import postgres
     from newsflow.app import status
 
-    conn = await postgres.connect(settings.database_url)
-    try:
-        data = await status.collect(settings, conn)
-    finally:
-        await conn.close()
-    print(json.dumps(data, indent=2) if args.json else status.render(data))
+    data = await status.gather(settings)
+    print(mask(json.dumps(data, indent=2) if args.json else status.render(data), settings.secrets()))
 
 
 async def _cmd_migrate(settings: Settings, args: argparse.Namespace) -> None:
     from newsflow.adapters import postgres
 
-    applied = await postgres.migrate_url(settings.database_url, settings.dashboard_password)
+    applied = await postgres.migrate_url(settings.database_url, settings.dashboard_password, settings.writer_password)
     print(f"applied {len(applied)} migrations: {', '.join(applied) or 'none (up to date)'}", file=sys.stderr)
 
 
@@ -331,7 +331,7 @@ async def _cmd_reprocess(settings: Settings, args: argparse.Namespace) -> None:
     from newsflow.app.reprocess import reprocess
     from newsflow.ingest.stage_runner import StageRunner
 
-    pool = await postgres.create_pool(settings.database_url, settings.db_pool_size)
+    pool = await postgres.create_pool(settings.writer_url(), settings.db_pool_size)
     runner = StageRunner(settings.stage_workers, settings.stage_timeout_s, settings.stage_memory_mb)
     try:
         await runner.start()
@@ -345,7 +345,7 @@ async def _cmd_reprocess(settings: Settings, args: argparse.Namespace) -> None:
 async def _cmd_chrome(settings: Settings, args: argparse.Namespace) -> None:
     from newsflow.adapters import chrome_store, postgres
 
-    conn = await postgres.connect(settings.database_url)
+    conn = await postgres.connect(settings.writer_url())
     try:
         learned = await chrome_store.rebuild(conn)
     finally:
@@ -377,19 +377,23 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     settings = load_settings()
-    configure_logging(settings.log_format, settings.log_level)
+    configure_logging(settings.log_format, settings.log_level, settings.secrets())
     try:
         asyncio.run(COMMANDS[args.command](settings, args))
     except KeyboardInterrupt:
         pass
     except (OSError, asyncpg.PostgresError) as exc:
         print(
-            f"newsflow {args.command}: {type(exc).__name__}: {exc}\n"
+            f"newsflow {args.command}: {type(exc).__name__}: {mask(str(exc), settings.secrets())}\n"
             f"  database {redacted_url(settings.database_url)}, broker {settings.kafka_bootstrap}\n"
             "  (set NEWSFLOW_DATABASE_URL / NEWSFLOW_KAFKA_BOOTSTRAP, or start `newsflow run --embedded`)",
             file=sys.stderr,
         )
         sys.exit(2)
+    except Exception:
+        # Through the log, not Python's traceback printer, so the masking processor sees it.
+        log.exception("newsflow.failed", command=args.command)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import structlog
 
 from newsflow.adapters import postgres
 from newsflow.app import outages
+from newsflow.app.health import Health
 from newsflow.ingest.worker import PipelineWorker
 from newsflow.readside import projections, story_clusterer
 from newsflow.readside.log_reader import LogReader
@@ -32,6 +33,13 @@ def install_stop_signals(stop: asyncio.Event) -> None:
 
 
 PARENT_ENV = "NEWSFLOW_INTERNAL_PARENT_PID"
+SLOT_ENV = "NEWSFLOW_INTERNAL_CHILD_SLOT"
+
+
+def child_slot() -> int | None:
+    """This process's slot among the parent's child pipeline processes; None in the parent."""
+    slot = os.environ.get(SLOT_ENV)
+    return int(slot) if slot else None
 
 
 async def stop_when_orphaned(stop: asyncio.Event, interval_s: float = 1.0) -> None:
@@ -55,20 +63,22 @@ def _settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-async def _extra_pipeline_processes(settings: Settings, count: int, stop: asyncio.Event) -> None:
+async def _extra_pipeline_processes(settings: Settings, count: int, stop: asyncio.Event, health: Health) -> None:
     """``count`` more pipeline processes in the same consumer group, restarted when one dies, stopped with this one.
 
     The Kafka way to use more cores: each process owns some partitions (and its own
     stage workers); PostgreSQL serializes their appends.
     """
     env = {**_settings_env(settings), PARENT_ENV: str(os.getpid())}
-    await asyncio.gather(*(_keep_child(env, slot, stop) for slot in range(1, count + 1)))
+    await asyncio.gather(
+        *(_keep_child({**env, SLOT_ENV: str(slot)}, slot, stop, health) for slot in range(1, count + 1))
+    )
 
 
 CHILD_HEALTHY_S = 60.0  # a child that ran this long before it died restarts without waiting
 
 
-async def _keep_child(env: dict[str, str], slot: int, stop: asyncio.Event) -> None:
+async def _keep_child(env: dict[str, str], slot: int, stop: asyncio.Event, health: Health) -> None:
     """One child pipeline process, started again (with backoff) whenever it exits before ``stop``.
 
     A restarted child joins the group and resumes from the offsets stored in
@@ -80,6 +90,7 @@ async def _keep_child(env: dict[str, str], slot: int, stop: asyncio.Event) -> No
         started = time.monotonic()
         child = await asyncio.create_subprocess_exec(sys.executable, "-m", "newsflow", "run", "pipeline", env=env)
         log.info("daemon.pipeline_process_started", slot=slot, pid=child.pid, restarts=restarts)
+        health.child_started(slot, child.pid)
         try:
             stopped = asyncio.ensure_future(stop.wait())
             exited = asyncio.ensure_future(child.wait())
@@ -92,6 +103,7 @@ async def _keep_child(env: dict[str, str], slot: int, stop: asyncio.Event) -> No
         if stop.is_set():
             return
         restarts += 1
+        health.child_exited(slot, child.returncode)
         ran_s = time.monotonic() - started
         log.warning(
             "daemon.pipeline_process_exited", slot=slot, pid=child.pid, returncode=child.returncode, restarts=restarts
@@ -101,38 +113,54 @@ async def _keep_child(env: dict[str, str], slot: int, stop: asyncio.Event) -> No
 
 
 async def run_services(
-    settings: Settings, services: Sequence[str], stop: asyncio.Event, pipeline_processes: int = 1
+    settings: Settings,
+    services: Sequence[str],
+    stop: asyncio.Event,
+    pipeline_processes: int = 1,
+    health: Health | None = None,
 ) -> None:
     """Run the named services until ``stop`` is set; migrations are applied first.
 
+    Migrations run as the owner (``database_url``); the services connect as ``newsflow_writer``.
     Each service waits out database outages (``outages``): it stops and starts again once
     PostgreSQL answers, from the offsets and checkpoints stored there.
 
     ``pipeline_processes`` > 1 starts that many pipeline processes in all: this one and child processes.
+    ``health`` hears every service's and child's state (``newsflow status`` shows it).
     """
-    url = settings.database_url
+    health = health or Health(None)
+    beat = asyncio.create_task(health.beat(stop), name="health")
+    try:
+        await _run_services(settings, services, stop, pipeline_processes, health)
+    finally:
+        stop.set()
+        await beat
+
+
+async def _run_services(
+    settings: Settings, services: Sequence[str], stop: asyncio.Event, pipeline_processes: int, health: Health
+) -> None:
+    url = settings.writer_url()
 
     async def start() -> asyncpg.Pool:
-        await postgres.migrate_url(url, settings.dashboard_password)
+        await postgres.migrate_url(settings.database_url, settings.dashboard_password, settings.writer_password)
         return await postgres.create_pool(url, settings.db_pool_size)
 
-    pool = await outages.until_stopped("daemon", start, url, stop)
+    pool = await outages.until_stopped("startup", start, url, stop, health)
+    health.forget("startup")
     if pool is None:
         return  # stopped while waiting for the database
     tasks: list[asyncio.Task[None]] = []
 
     def supervise(service: str, run: Callable[[], Awaitable[None]]) -> None:
-        tasks.append(asyncio.create_task(outages.until_stopped(service, run, url, stop), name=service))
+        tasks.append(asyncio.create_task(outages.until_stopped(service, run, url, stop, health), name=service))
 
     try:
         if "pipeline" in services:
             supervise("pipeline", lambda: PipelineWorker(settings, pool).run(stop))
             if pipeline_processes > 1:
-                tasks.append(
-                    asyncio.create_task(
-                        _extra_pipeline_processes(settings, pipeline_processes - 1, stop), name="pipelines"
-                    )
-                )
+                children = _extra_pipeline_processes(settings, pipeline_processes - 1, stop, health)
+                tasks.append(asyncio.create_task(children, name="pipelines"))
         clusterer = story_clusterer.StoryClusterer(settings.cluster_snapshot_every)
         readers = {
             "clusterer": (story_clusterer.READER, clusterer.handle),
@@ -150,7 +178,6 @@ async def run_services(
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         for task in done:
             if task.exception() is not None:
-                stop.set()
                 raise task.exception()  # type: ignore[misc]
     finally:
         stop.set()

@@ -19,6 +19,7 @@ from typing import TypeVar
 import structlog
 
 from newsflow.adapters import postgres
+from newsflow.app.health import RUNNING, WAITING, Health
 
 log = structlog.get_logger(__name__)
 
@@ -51,13 +52,21 @@ async def wait_for_database(url: str, stop: asyncio.Event, service: str, error: 
             return
 
 
-async def until_stopped(service: str, run: Callable[[], Awaitable[T]], url: str, stop: asyncio.Event) -> T | None:
-    """``run()``'s result, starting it again after every database outage it meets; None if ``stop`` came first."""
+async def until_stopped(
+    service: str, run: Callable[[], Awaitable[T]], url: str, stop: asyncio.Event, health: Health | None = None
+) -> T | None:
+    """``run()``'s result, starting it again after every database outage it meets; None if ``stop`` came first.
+
+    ``health`` hears each state: running, waiting for the database, running again.
+    """
+    health = health or Health(None)
     while not stop.is_set():
+        health.service(service, RUNNING)
         try:
             return await run()
         except Exception as exc:
             if not postgres.is_unavailable(exc) or stop.is_set():
                 raise
+            health.service(service, WAITING, exc)
             await wait_for_database(url, stop, service, exc)
     return None

@@ -9,6 +9,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from newsflow.adapters import postgres
+from newsflow.app import health
 from newsflow.readside import story_clusterer
 from newsflow.settings import Settings
 
@@ -30,6 +31,27 @@ async def kafka_log_ends(settings: Settings) -> dict[int, int] | None:
         return {tp.partition: off for tp, off in ends.items()}
     finally:
         await consumer.stop()
+
+
+async def gather(settings: Settings) -> dict[str, Any]:
+    """Everything ``newsflow status`` shows; the daemon's own health even while PostgreSQL is down."""
+    try:
+        conn = await postgres.connect(settings.writer_url())
+    except Exception as exc:
+        if not postgres.is_unavailable(exc):
+            raise
+        data: dict[str, Any] = {
+            "database_reachable": False,
+            "broker_reachable": await kafka_log_ends(settings) is not None,
+        }
+    else:
+        try:
+            data = {"database_reachable": True, **await collect(settings, conn)}
+        finally:
+            await conn.close()
+    snapshots = health.read_all(settings.state_dir)
+    data["daemon"] = health.summary(snapshots, data["broker_reachable"], data["database_reachable"])
+    return data
 
 
 async def collect(settings: Settings, conn: asyncpg.Connection) -> dict[str, Any]:
@@ -87,7 +109,11 @@ async def collect(settings: Settings, conn: asyncpg.Connection) -> dict[str, Any
 
 
 def render(status: dict[str, Any]) -> str:
-    lines = [
+    lines = health.render(status["daemon"])
+    if not status["database_reachable"]:
+        lines.append("PostgreSQL unreachable: offsets, readers and counts unknown")
+        return "\n".join(lines)
+    lines += [
         f"topic {status['topic']}  group {status['consumer_group']}"
         + ("" if status["broker_reachable"] else "  (broker unreachable: lag unknown)")
     ]
