@@ -112,7 +112,13 @@ async def test_undecodable_batches_become_rejections_and_every_good_article_arri
         assert "range from next_batch" in payload["detail"] or "range from batch_header" in payload["detail"]
         assert payload["raw_size"] > 0, "the batch's bytes are kept"
     letters = await dead_letters(settings, len(poisons))
-    assert sorted(h["newsflow.error.reason"] for h, _ in letters) == sorted(r for r, _, _ in poisons.values())
+    assert sorted(
+        (int(h["newsflow.original.partition"]), int(h["newsflow.original.offset"]), h["newsflow.error.reason"])
+        for h, _ in letters
+    ) == sorted((p, first, reason) for (p, _), (reason, first, _) in poisons.items())
+    assert all(int(h["newsflow.original.last_offset"]) >= int(h["newsflow.original.offset"]) for h, _ in letters), (
+        "a rejected batch's dead letter names its last offset too"
+    )
     digests = {r["payload"]["raw_sha256"] for r in rejections}
     assert {hashlib.sha256(value).hexdigest() for _, value in letters} == digests
 

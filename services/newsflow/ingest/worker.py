@@ -137,30 +137,36 @@ class PipelineWorker:
             start = self.positioner.expected.get(tp.partition)
             if start is None:
                 return  # revoked meanwhile: its new owner meets the batch
-            # The failed getmany() may have drained other partitions and dropped their records.
-            undecodable.rewind(consumer, self.settings.raw_topic, self.positioner.expected)
-            found = await undecodable.locate(self.settings.kafka_bootstrap, tp, start, self.positioner.cluster_id)
-            if found.good:
-                await self._apply(consumer, found.good)
-            if found.poison is None:
-                log.warning("fetch.undecodable_not_found", partition=tp.partition, offset=start, error=repr(exc))
-                await asyncio.sleep(1.0)
-            else:
-                outcome = undecodable.rejected(
-                    tp, found.poison, exc, self.positioner.cluster_id, self.settings.dlq_topic
-                )
-                log.warning(
-                    "fetch.undecodable_batch",
-                    partition=tp.partition,
-                    first_offset=found.poison.first,
-                    last_offset=found.poison.end - 1,
-                    reason=found.poison.reason,
-                    range_from=found.poison.range_from,
-                    error=repr(exc)[:300],
-                )
-                self.positioner.advance([outcome.record])
-                self.in_flight.add(Pending(self.in_flight.next_seq(), outcome.record, _done(outcome), {}))
-            consumer.seek(tp, self.positioner.expected[tp.partition])
+            located = await self._reject_undecodable(consumer, tp, start, exc)
+        if not located:
+            await asyncio.sleep(1.0)  # outside the lock: rebalances go on while the read is retried
+
+    async def _reject_undecodable(
+        self, consumer: AIOKafkaConsumer, tp: TopicPartition, start: int, exc: Exception
+    ) -> bool:
+        """``_skip_undecodable`` under the positioning lock; False if a raw read found nothing to move on with."""
+        # The failed getmany() may have drained other partitions and dropped their records.
+        undecodable.rewind(consumer, self.settings.raw_topic, self.positioner.expected)
+        found = await undecodable.locate(self.settings.kafka_bootstrap, tp, start, self.positioner.cluster_id)
+        if found.good:
+            await self._apply(consumer, found.good)
+        if found.poison is None:
+            log.warning("fetch.undecodable_not_found", partition=tp.partition, offset=start, error=repr(exc))
+        else:
+            outcome = undecodable.rejected(tp, found.poison, exc, self.positioner.cluster_id, self.settings.dlq_topic)
+            log.warning(
+                "fetch.undecodable_batch",
+                partition=tp.partition,
+                first_offset=found.poison.first,
+                last_offset=found.poison.end - 1,
+                reason=found.poison.reason,
+                range_from=found.poison.range_from,
+                error=repr(exc)[:300],
+            )
+            self.positioner.advance([outcome.record])
+            self.in_flight.add(Pending(self.in_flight.next_seq(), outcome.record, _done(outcome), {}))
+        consumer.seek(tp, self.positioner.expected[tp.partition])
+        return found.poison is not None or bool(found.good)
 
     async def handle_batch(self, records: Sequence[SourceRecord]) -> None:
         """Stage and commit ``records`` in one transaction (what the run loop does, without overlap)."""
