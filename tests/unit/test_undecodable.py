@@ -78,10 +78,11 @@ def test_a_log_that_decodes_has_no_poison_and_a_batch_cut_off_by_the_read_is_lef
     assert located.poison is None
 
 
-def test_the_failed_partition_is_read_from_aiokafkas_own_decoding_error() -> None:
+@pytest.mark.parametrize("reason", ["crc_mismatch", "unknown_codec", "undecodable_batch"])
+def test_the_failed_partition_is_read_from_aiokafkas_own_decoding_error(reason: RejectionReason) -> None:
     """Pins what the worker relies on: aiokafka raises out of its record iterator, whose frame names the partition."""
     records = PartitionRecords(
-        TP, MemoryRecords(good(0, 1) + poison("crc_mismatch", 1)), [], 0, None, None, True, READ_UNCOMMITTED
+        TP, MemoryRecords(good(0, 1) + poison(reason, 1)), [], 0, None, None, True, READ_UNCOMMITTED
     )
     with pytest.raises(Exception) as raised:
         list(records)
