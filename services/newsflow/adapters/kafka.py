@@ -75,13 +75,16 @@ def make_consumer(settings: Settings, client_id: str) -> AIOKafkaConsumer:
 
 
 def dead_letter_headers(rejected: Rejected) -> list[tuple[str, bytes]]:
+    """Headers naming the rejection and the original record; a rejected batch adds its last offset."""
     rec = rejected.record
+    cause = rejected.event.metadata.get("causation", {})
     fields = {
         "newsflow.error.reason": rejected.rejection.reason,
         "newsflow.error.detail": rejected.rejection.detail[:MAX_HEADER_VALUE],
         "newsflow.original.topic": rec.topic,
         "newsflow.original.partition": str(rec.partition),
-        "newsflow.original.offset": str(rec.offset),
+        "newsflow.original.offset": str(cause.get("offset", rec.offset)),
+        **({"newsflow.original.last_offset": str(cause["last_offset"])} if "last_offset" in cause else {}),
         "newsflow.original.cluster_id": rec.cluster_id or "",
         "newsflow.rejection.event_id": str(rejected.event.event_id),
         "newsflow.rejected_at": dt.datetime.now(dt.UTC).isoformat(),

@@ -68,6 +68,10 @@ RejectionReason = Literal[
     "empty_after_cleaning",
     "cleaning_timeout",
     "cleaning_crashed",
+    # A record batch the consumer could not decode (newsflow.ingest.undecodable); one rejection per batch:
+    "crc_mismatch",
+    "unknown_codec",
+    "undecodable_batch",
 ]
 
 

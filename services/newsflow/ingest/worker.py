@@ -31,6 +31,7 @@ from newsflow.domain.events import ArticleDedupKeyed, NewEvent
 from newsflow.domain.offsets import already_applied
 from newsflow.domain.revisions import StoredVersion, VersionLedger, version_events
 from newsflow.domain.stages import Accepted, Outcome, Rejected, SourceRecord
+from newsflow.ingest import undecodable
 from newsflow.ingest.entity_plan import EntityPlanner
 from newsflow.ingest.in_flight import InFlight, Pending
 from newsflow.ingest.positioning import Positioner
@@ -84,9 +85,16 @@ class PipelineWorker:
         try:
             while not stop.is_set():
                 room = await self.in_flight.room()
-                batch = await consumer.getmany(
-                    timeout_ms=s.batch_timeout_ms, max_records=min(room, s.batch_max_records)
-                )
+                try:
+                    batch = await consumer.getmany(
+                        timeout_ms=s.batch_timeout_ms, max_records=min(room, s.batch_max_records)
+                    )
+                except Exception as exc:
+                    failed = undecodable.failed_partition(exc)
+                    if failed is None:
+                        raise
+                    await self._skip_undecodable(consumer, failed, exc)
+                    continue
                 if self.positioner.failure is not None:
                     raise self.positioner.failure
                 fetched_in = self.positioner.round
@@ -122,6 +130,43 @@ class PipelineWorker:
             self.positioner.advance(keep)
             for pending in await self._stage(keep):
                 self.in_flight.add(pending)
+
+    async def _skip_undecodable(self, consumer: AIOKafkaConsumer, tp: TopicPartition, exc: Exception) -> None:
+        """A fetch of ``tp`` could not be decoded: apply what precedes the damaged batch, reject it, move past it."""
+        async with self.positioner.lock:
+            start = self.positioner.expected.get(tp.partition)
+            if start is None:
+                return  # revoked meanwhile: its new owner meets the batch
+            located = await self._reject_undecodable(consumer, tp, start, exc)
+        if not located:
+            await asyncio.sleep(1.0)  # outside the lock: rebalances go on while the read is retried
+
+    async def _reject_undecodable(
+        self, consumer: AIOKafkaConsumer, tp: TopicPartition, start: int, exc: Exception
+    ) -> bool:
+        """``_skip_undecodable`` under the positioning lock; False if a raw read found nothing to move on with."""
+        # The failed getmany() may have drained other partitions and dropped their records.
+        undecodable.rewind(consumer, self.settings.raw_topic, self.positioner.expected)
+        found = await undecodable.locate(self.settings.kafka_bootstrap, tp, start, self.positioner.cluster_id)
+        if found.good:
+            await self._apply(consumer, found.good)
+        if found.poison is None:
+            log.warning("fetch.undecodable_not_found", partition=tp.partition, offset=start, error=repr(exc))
+        else:
+            outcome = undecodable.rejected(tp, found.poison, exc, self.positioner.cluster_id, self.settings.dlq_topic)
+            log.warning(
+                "fetch.undecodable_batch",
+                partition=tp.partition,
+                first_offset=found.poison.first,
+                last_offset=found.poison.end - 1,
+                reason=found.poison.reason,
+                range_from=found.poison.range_from,
+                error=repr(exc)[:300],
+            )
+            self.positioner.advance([outcome.record])
+            self.in_flight.add(Pending(self.in_flight.next_seq(), outcome.record, _done(outcome), {}))
+        consumer.seek(tp, self.positioner.expected[tp.partition])
+        return found.poison is not None or bool(found.good)
 
     async def handle_batch(self, records: Sequence[SourceRecord]) -> None:
         """Stage and commit ``records`` in one transaction (what the run loop does, without overlap)."""
@@ -258,6 +303,15 @@ class PipelineWorker:
         keyed = o.event(ArticleDedupKeyed.event_type)
         event = await dedup_store.judge(conn, o.article_id, o.stream_id, o.url, o.dedup_key, keyed.event_id)
         return [event] if event else []
+
+
+def _done(outcome: Outcome) -> asyncio.Task[Outcome]:
+    """A task that has nothing left to do but return ``outcome`` (the committer waits on tasks)."""
+
+    async def result() -> Outcome:
+        return outcome
+
+    return asyncio.ensure_future(result())
 
 
 def _batch_ms(timings: Sequence[dict[str, float]], commit_started: float) -> dict[str, float]:
