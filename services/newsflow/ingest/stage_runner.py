@@ -34,10 +34,19 @@ class StageCrashed(Exception):
 
 
 def _warm_up() -> None:
-    """Import the stage code and load the entity model, so the first message does not pay."""
-    from newsflow.domain import entities, stages  # noqa: F401  (stages: cleaning, trafilatura, ...)
+    """Import the stage code, load the language and entity models and run the cheap stages once.
+
+    A first message would otherwise pay for lazy loads (the language model
+    alone is about half a second of CPU) out of its own budget.
+    """
+    from newsflow.domain import entities, stages
+    from newsflow.domain.contract import RawArticleV1
 
     entities.warm_up()
+    sample = {"url": "https://warm-up.invalid/", "source": "warm-up", "fetched_at": "2000-01-01T00:00:00+00:00"}
+    stages.enrich(RawArticleV1.model_validate({**sample, "text": "The stage worker reads one article first."}))
+    page = "<html><body><article><p>The stage worker reads one page first.</p></article></body></html>"
+    stages.enrich(RawArticleV1.model_validate({**sample, "html": page}))
 
 
 def _start_worker(memory_mb: int) -> None:
