@@ -42,7 +42,10 @@ class Settings(BaseSettings):
         2, ge=1, description="Worker processes per pipeline process that run the cleaning stage."
     )
     stage_timeout_s: float = Field(
-        10.0, gt=0, description="Longest one message may spend in the cleaning stage; then it is rejected."
+        10.0,
+        gt=0,
+        description="CPU seconds one stage task (a message's cleaning, an entity piece) may use; an overrun is"
+        " retried once alone, then rejected. Wall-clock backstop: 6 times this.",
     )
     stage_memory_mb: int = Field(
         1536, ge=0, description="Address-space limit of each stage worker process, in MiB (0: none)."

@@ -2,12 +2,28 @@
 
 Extraction cost is super-linear on some page shapes (a 1 MB page of many tiny
 paragraphs takes trafilatura minutes), and a thread cannot be stopped. A
-process can: pebble kills a worker whose task overruns its timeout and starts
-a fresh one, so one pathological page costs at most ``timeout_s`` and becomes a
-rejection instead of stalling its partition. Each worker also runs under an
-address-space limit, so a page that would need gigabytes fails with
-MemoryError in its own worker. The workers also take the CPU work off the
-event loop's core, which keeps consumer heartbeats flowing.
+process can, so one pathological page becomes a rejection instead of stalling
+its partition. The workers also take the CPU work off the event loop's core,
+which keeps consumer heartbeats flowing.
+
+The time bound is a budget of the message's own work, so that a busy machine
+never turns good input into a timeout:
+
+- **CPU time.** Inside the worker an ``ITIMER_PROF`` timer counts only the
+  CPU time of that process; when the budget is spent its signal handler raises
+  in the stage code and the worker, still warm, takes the next message. Other
+  processes competing for the cores do not count.
+- **Wall-clock backstop.** C code that never returns to the interpreter (a
+  signal handler runs only between bytecodes) is cut by pebble, which kills the
+  worker after ``BACKSTOP_FACTOR`` times the budget in wall time and starts a
+  fresh, warm one.
+- **Retried alone.** A message that overruns either bound is tried once more
+  with no other task of this runner in flight (new submissions wait, running
+  ones finish first). Only a second overrun is a ``StageTimeout``: by then the
+  wall time measured was the message's own, not that of its neighbours.
+
+Each worker also runs under an address-space limit, so a page that would need
+gigabytes fails with MemoryError in its own worker.
 """
 
 from __future__ import annotations
@@ -15,14 +31,24 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import resource
-from collections.abc import Callable
+import signal
+import time
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import ParamSpec, TypeVar
+from types import FrameType
+from typing import Any, ParamSpec, TypeVar
 
 import pebble
+import structlog
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+log = structlog.get_logger(__name__)
+
+BACKSTOP_FACTOR = 6.0  # wall time over the CPU budget before the worker is killed: 1/6 of a core still finishes
+WARM_UP_TIMEOUT_S = 120.0  # loading spaCy takes seconds on a busy machine; a message's timeout may be shorter
+_RAISE_AGAIN_S = 0.05  # CPU seconds between raises once over budget, in case stage code swallowed one
 
 
 class StageTimeout(Exception):
@@ -33,11 +59,68 @@ class StageCrashed(Exception):
     """The worker died (killed, out of memory) or raised MemoryError."""
 
 
+class OverBudget(Exception):
+    """Raised in the worker: the stage used up its CPU budget (seconds of CPU time in ``args[0]``)."""
+
+
+class _Overrun(Exception):
+    """One attempt overran the CPU budget or the wall-clock backstop; the text says which."""
+
+
+class _BudgetSpent(BaseException):
+    """Raised into the stage code by the timer; not an Exception, so stage code's ``except Exception`` lets it by."""
+
+
+_armed = False
+
+
+def _on_budget_spent(signum: int, frame: FrameType | None) -> None:
+    if _armed:
+        raise _BudgetSpent
+
+
+def _disarm() -> None:
+    global _armed
+    _armed = False
+    signal.setitimer(signal.ITIMER_PROF, 0)
+
+
+def _within_budget(budget_s: float, fn: Callable[..., T], args: Sequence[Any], kwargs: Mapping[str, Any]) -> T:
+    """In the worker: ``fn(*args, **kwargs)``, stopped with OverBudget once it used ``budget_s`` of CPU time.
+
+    The nested ``finally`` makes a timer signal that lands while disarming end
+    as OverBudget too, and never leaves the timer armed for pebble's own code.
+    """
+    global _armed
+    signal.signal(signal.SIGPROF, _on_budget_spent)
+    started = time.process_time()
+    _armed = True
+    signal.setitimer(signal.ITIMER_PROF, budget_s, _RAISE_AGAIN_S)
+    try:
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _disarm()
+    except _BudgetSpent:
+        raise OverBudget(time.process_time() - started) from None
+    finally:
+        _disarm()
+
+
 def _warm_up() -> None:
-    """Import the stage code and load the entity model, so the first message does not pay."""
-    from newsflow.domain import entities, stages  # noqa: F401  (stages: cleaning, trafilatura, ...)
+    """Import the stage code, load the language and entity models and run the cheap stages once.
+
+    A first message would otherwise pay for lazy loads (the language model
+    alone is about half a second of CPU) out of its own budget.
+    """
+    from newsflow.domain import entities, stages
+    from newsflow.domain.contract import RawArticleV1
 
     entities.warm_up()
+    sample = {"url": "https://warm-up.invalid/", "source": "warm-up", "fetched_at": "2000-01-01T00:00:00+00:00"}
+    stages.enrich(RawArticleV1.model_validate({**sample, "text": "The stage worker reads one article first."}))
+    page = "<html><body><article><p>The stage worker reads one page first.</p></article></body></html>"
+    stages.enrich(RawArticleV1.model_validate({**sample, "html": page}))
 
 
 def _start_worker(memory_mb: int) -> None:
@@ -52,12 +135,12 @@ def _start_worker(memory_mb: int) -> None:
     _warm_up()
 
 
-WARM_UP_TIMEOUT_S = 120.0  # loading spaCy takes seconds on a busy machine; a message's timeout may be shorter
-
-
 class StageRunner:
+    """A pool of stage workers; ``timeout_s`` is the CPU budget of one task (a message, or an entity piece)."""
+
     def __init__(self, workers: int, timeout_s: float, memory_mb: int) -> None:
         self.timeout_s = timeout_s
+        self.backstop_s = timeout_s * BACKSTOP_FACTOR
         self.workers = workers
         self._pool = pebble.ProcessPool(
             max_workers=workers,
@@ -66,20 +149,67 @@ class StageRunner:
             # spawn, not fork: the parent runs an event loop and client threads.
             context=multiprocessing.get_context("spawn"),
         )
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._admitting = asyncio.Event()  # cleared while a retry runs alone
+        self._admitting.set()
+        self._alone = asyncio.Lock()  # one retry at a time
 
     async def start(self) -> None:
         """Wait until every worker has started (and warmed up)."""
-        await asyncio.gather(*(self._run(_warm_up, WARM_UP_TIMEOUT_S) for _ in range(self.workers)))
+        try:
+            await asyncio.gather(*(self._submit(_warm_up, (), {}, WARM_UP_TIMEOUT_S) for _ in range(self.workers)))
+        except (FutureTimeout, TimeoutError) as exc:
+            raise StageTimeout(f"stage workers not warm after {WARM_UP_TIMEOUT_S:g} s") from exc
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        return await self._run(fn, self.timeout_s, *args, **kwargs)
+        """``fn(*args, **kwargs)`` in a stage worker within the budget; StageTimeout if it overruns twice."""
+        while not self._admitting.is_set():
+            await self._admitting.wait()
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            return await self._attempt(fn, args, kwargs)
+        except _Overrun as first:
+            overrun = first
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+        return await self._retry_alone(fn, args, kwargs, overrun)
 
-    async def _run(self, fn: Callable[P, T], timeout_s: float, *args: P.args, **kwargs: P.kwargs) -> T:
-        future = self._pool.submit(fn, timeout_s, *args, **kwargs)
+    async def _retry_alone(
+        self, fn: Callable[..., T], args: Sequence[Any], kwargs: Mapping[str, Any], first: _Overrun
+    ) -> T:
+        stage = getattr(fn, "__name__", repr(fn))
+        async with self._alone:
+            self._admitting.clear()
+            try:
+                while self._in_flight:
+                    await self._idle.wait()
+                log.warning("stage.overrun_retried_alone", stage=stage, overrun=str(first))
+                try:
+                    return await self._attempt(fn, args, kwargs)
+                except _Overrun as second:
+                    raise StageTimeout(
+                        f"stage over its {self.timeout_s:g} s budget twice: {first}; tried alone: {second}"
+                    ) from second
+            finally:
+                self._admitting.set()
+
+    async def _attempt(self, fn: Callable[..., T], args: Sequence[Any], kwargs: Mapping[str, Any]) -> T:
+        try:
+            return await self._submit(_within_budget, (self.timeout_s, fn, args, kwargs), {}, self.backstop_s)
+        except OverBudget as exc:
+            raise _Overrun(f"{exc.args[0]:.1f} s of CPU time") from exc
+        except (FutureTimeout, TimeoutError) as exc:
+            raise _Overrun(f"still running after {self.backstop_s:g} s of wall time") from exc
+
+    async def _submit(self, fn: Callable[..., T], args: Sequence[Any], kwargs: Mapping[str, Any], wall_s: float) -> T:
+        future = self._pool.submit(fn, wall_s, *args, **kwargs)
         try:
             return await asyncio.wrap_future(future)
-        except (FutureTimeout, TimeoutError) as exc:
-            raise StageTimeout(f"stage exceeded {timeout_s:g} s") from exc
         except pebble.ProcessExpired as exc:
             raise StageCrashed(f"stage worker died: {exc}") from exc
         except MemoryError as exc:
