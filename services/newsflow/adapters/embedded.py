@@ -234,6 +234,8 @@ def prune_handle_pids(data_dir: Path) -> list[int]:
 
 
 def _started_before(pid: int, when: float) -> bool:
+    if pid <= 0:
+        return False
     try:
         process = psutil.Process(pid)
         return _alive(process) and process.create_time() <= when + 1.0
@@ -279,6 +281,8 @@ class EmbeddedPostgres:
             pid = int((self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
         except (OSError, ValueError):
             return None
+        if pid <= 0:  # a single-user backend (initdb) writes its pid negated: no server to use
+            return None
         try:
             process = psutil.Process(pid)
             if _alive(process) and str(self.data_dir) in process.cmdline():
@@ -319,6 +323,8 @@ def pid_alive(pid: int, started_by: float | None = None) -> bool:
     """Whether process ``pid`` lives (and, given ``started_by``, was created no later than that time)."""
     if started_by is not None:
         return _started_before(pid, started_by)
+    if pid <= 0:
+        return False
     try:
         return _alive(psutil.Process(pid))
     except psutil.Error:

@@ -117,7 +117,7 @@ def _answers(broker: BrokerProcess) -> bool:
     return True
 
 
-def _choose_broker(log_path: Path, recorded: dict[str, Any]) -> EmbeddedBroker:
+def choose_broker(log_path: Path, recorded: dict[str, Any]) -> EmbeddedBroker:
     """The broker of the last run if it still answers, else a new one; any other broker of ours is stopped."""
     running = running_brokers(log_path)
     # The recorded one first; then the others, newest pid last (most likely the latest started).
@@ -162,7 +162,7 @@ async def start_stack(settings: Settings) -> EmbeddedStack:
     pg = EmbeddedPostgres(state / "pgdata")
     await asyncio.to_thread(pg.start)
     try:
-        broker = await asyncio.to_thread(_choose_broker, state / "broker.log", previous.get("broker") or {})
+        broker = await asyncio.to_thread(choose_broker, state / "broker.log", previous.get("broker") or {})
         try:
             db_url = await pg.ensure_database("newsflow")
             stack = EmbeddedStack(

@@ -373,6 +373,13 @@ class ConsumerOffsetsReset(EventPayload):
     Happens when a memory broker restarts empty (new cluster id), a topic is
     recreated (stored offset beyond the log end) or retention removed records
     (stored offset before the log start).
+
+    ``stored_offset`` is how far the old log had been applied (its next offset;
+    a memory broker's log starts at 0, so it counts the records applied). What
+    the old log held beyond it was never read and cannot be recovered: lag
+    measured on the new log does not show it, ``newsflow status`` reports it.
+    With ``before_log_start`` the log is the same and the records from
+    ``stored_offset`` up to ``log_start`` are the ones lost.
     """
 
     event_type: ClassVar[str] = "ConsumerOffsetsReset"
