@@ -288,7 +288,9 @@ async def test_broker_gone_with_the_daemon_is_replaced_and_status_shows_what_the
         await stop_cleanly(state, daemons[1], second)
 
 
-async def test_broker_killed_under_the_daemon_comes_back_on_its_port(tmp_path: Path) -> None:
+async def test_broker_killed_under_the_daemon_comes_back_on_its_port_and_no_second_daemon_starts(
+    tmp_path: Path,
+) -> None:
     state = tmp_path / "state"
     state.mkdir()
     daemons = [start_daemon(state, "daemon")]
@@ -298,6 +300,12 @@ async def test_broker_killed_under_the_daemon_comes_back_on_its_port(tmp_path: P
         await kafka.ensure_topics(bootstrap, [("newsflow.raw-articles", PARTITIONS)])
         await publish_feed(bootstrap, feed(tmp_path / "before.jsonl", "before", 5), 5)
         await applied(url, 5)
+
+        second = start_daemon(state, "second")
+        daemons.append(second)
+        assert second.wait(120) == 2, daemon_logs(state)
+        assert "already runs on" in (tmp_path / "second.log").read_text()
+        assert endpoints(state) == first and tansu_pids(state) == [first["broker"]["pid"]]
 
         kill_and_wait(first["broker"]["pid"])
 

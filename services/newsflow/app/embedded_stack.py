@@ -69,7 +69,11 @@ def _owner_alive(path: Path, endpoints: dict[str, Any]) -> int | None:
     pid = endpoints.get("daemon_pid")
     if not isinstance(pid, int) or pid == os.getpid():
         return None
-    return pid if pid_alive(pid, started_by=path.stat().st_mtime) else None
+    try:
+        written = path.stat().st_mtime
+    except OSError:  # removed meanwhile: its daemon stopped cleanly
+        return None
+    return pid if pid_alive(pid, started_by=written) else None
 
 
 @dataclass
