@@ -23,8 +23,6 @@ import psutil
 
 from conftest import RECEIVED_SQL, wait_until
 from newsflow.adapters import kafka, postgres
-from newsflow.adapters.embedded import EmbeddedBroker, prune_handle_pids
-from newsflow.app.embedded_stack import choose_broker
 from newsflow.app.publish import publish
 
 PARTITIONS = 2
@@ -337,41 +335,6 @@ async def test_broker_killed_under_the_daemon_comes_back_on_its_port_and_no_seco
         assert "embedded.broker_restarted" in (tmp_path / "daemon.log").read_text()
         await caught_up(state)
         await stop_cleanly(state, daemons[0], now)
-
-
-def test_handle_pids_of_dead_processes_and_of_reused_pids_are_dropped(tmp_path: Path) -> None:
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    handles = tmp_path / ".handle_pids.json"
-    handles.write_text(json.dumps([os.getpid(), dead.pid]))
-    written = psutil.Process().create_time()
-    os.utime(handles, (written, written))
-    later = subprocess.Popen(["sleep", "60"])  # alive, but created after the file was written: a reused pid
-    try:
-        assert psutil.Process(later.pid).create_time() > written + 1.0, "the test process is too young to tell"
-        handles.write_text(json.dumps([os.getpid(), dead.pid, later.pid]))
-        os.utime(handles, (written, written))
-        assert sorted(prune_handle_pids(tmp_path)) == sorted([dead.pid, later.pid])
-        assert json.loads(handles.read_text()) == [os.getpid()]
-        assert prune_handle_pids(tmp_path) == []
-    finally:
-        later.kill()
-        later.wait()
-
-
-def test_of_two_brokers_on_the_state_log_the_recorded_one_is_kept_and_the_other_stopped(tmp_path: Path) -> None:
-    log = tmp_path / "broker.log"
-    recorded, other = EmbeddedBroker(log_path=log), EmbeddedBroker(log_path=log)
-    try:
-        recorded.start()
-        other.start()
-        assert tansu_pids(tmp_path) == sorted([recorded.pid, other.pid])
-        kept = choose_broker(log, {"pid": recorded.pid, "port": recorded.port, "cluster_id": recorded.cluster_id})
-        assert (kept.pid, kept.port, kept.cluster_id) == (recorded.pid, recorded.port, recorded.cluster_id)
-        assert tansu_pids(tmp_path) == [recorded.pid]
-    finally:
-        other.stop()
-        recorded.stop()
 
 
 async def test_everything_killed_and_the_pid_file_naming_another_process_still_restarts_on_the_kept_data(
