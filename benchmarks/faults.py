@@ -51,6 +51,7 @@ class Pace:
     post_s: float = 15.0
     drain_s: float = 30.0
     warm_timeout_s: float = 120.0
+    log_level: str = "warning"  # the daemon's NEWSFLOW_LOG_LEVEL (its log stays in the row's workdir)
 
 
 def progress(msg: str) -> None:
@@ -80,7 +81,7 @@ async def run_row(name: str, pace: Pace, keep: bool = False) -> dict[str, Any]:
     fault_fn, workers = FAULTS[name]
     workdir = Path(tempfile.mkdtemp(prefix=f"newsflow-fault-{name}-"))
     tag = f"{name}-{uuid.uuid4().hex[:6]}"
-    daemon = Daemon(workdir, workers)
+    daemon = Daemon(workdir, workers, {"NEWSFLOW_LOG_LEVEL": pace.log_level})
     wall0, cpu0 = time.monotonic(), time.process_time()
     sampler = asyncio.create_task(_sample(daemon))
     publisher: Publisher | None = None
@@ -146,8 +147,8 @@ def _row(
     lost = sorted(url for url in expected if url not in seen)
     rejected = sorted(url for url, t in seen.items() if t.rejected)
     after = [t.received_at for t in seen.values() if t.received_at is not None and t.received_at >= fault.end]
-    recovery = recovery_s(expected, seen, fault.end)
     acked_after = sum(1 for at in acked.values() if at >= fault.end)
+    recovery = recovery_s(expected, seen, fault.end) if acked_after else None  # nothing sent since: no proof
     row: dict[str, Any] = {
         "fault": name,
         "status": "ran",
@@ -190,6 +191,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pre", type=float, default=Pace.pre_s, help="seconds streamed before the fault, once warm")
     p.add_argument("--post", type=float, default=Pace.post_s, help="seconds streamed after the fault")
     p.add_argument("--drain", type=float, default=Pace.drain_s, help="seconds allowed to catch up after")
+    p.add_argument("--daemon-log-level", default=Pace.log_level, help="the daemon's log level (info shows more)")
     p.add_argument("--keep", action="store_true", help="keep every row's state directory and daemon logs")
     args = p.parse_args(argv)
     unknown = set((args.only or "").split(",")) - set(FAULTS) - {""}
@@ -200,7 +202,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 async def suite(args: argparse.Namespace) -> list[dict[str, Any]]:
     names = [n for n in (args.only or "").split(",") if n] or list(FAULTS)
-    pace = Pace(rate=args.rate, pre_s=args.pre, post_s=args.post, drain_s=args.drain)
+    pace = Pace(rate=args.rate, pre_s=args.pre, post_s=args.post, drain_s=args.drain, log_level=args.daemon_log_level)
     rows = []
     for name in names:  # one at a time: the rows share the machine's cores
         progress(f"{name}: starting")
