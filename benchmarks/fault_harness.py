@@ -180,7 +180,8 @@ class Daemon:
                 self.process.kill()
                 self.process.wait()
         if (self.pgdata / "postmaster.pid").exists():
-            await asyncio.to_thread(pg_ctl, self.pgdata, "stop", "-m", "immediate")
+            with contextlib.suppress(subprocess.SubprocessError):  # a stale pid file: nothing to stop
+                await asyncio.to_thread(pg_ctl, self.pgdata, "stop", "-m", "immediate")
         for proc in self.seen.values():
             with contextlib.suppress(psutil.Error):
                 if proc.is_running():

@@ -64,14 +64,15 @@ async def _sample(daemon: Daemon) -> None:
         await asyncio.sleep(1.0)
 
 
-async def _wait_applied(db_url: str, tag: str, urls: Sequence[str], timeout_s: float) -> None:
-    """Until every URL in ``urls`` (at least one) is applied, or ``timeout_s``."""
+async def _wait_applied(db_url: str, tag: str, urls: Sequence[str], timeout_s: float) -> bool:
+    """Until every URL in ``urls`` (and at least one message) is applied: False after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         seen = await applied(db_url, tag)
         if seen and all(url in seen for url in urls):
-            return
+            return True
         await asyncio.sleep(0.5)
+    return False
 
 
 async def run_row(name: str, pace: Pace, keep: bool = False) -> dict[str, Any]:
@@ -92,7 +93,8 @@ async def run_row(name: str, pace: Pace, keep: bool = False) -> dict[str, Any]:
         publisher = Publisher(endpoints["kafka_bootstrap"], tag, pace.rate)
         publisher.start()
         progress(f"{name}: daemon up (workers {workers}), waiting for the first article applied")
-        await _wait_applied(db_url, tag, [], pace.warm_timeout_s)
+        if not await _wait_applied(db_url, tag, [], pace.warm_timeout_s):
+            raise TimeoutError(f"nothing applied within {pace.warm_timeout_s:g} s of the start: no fault caused")
         await asyncio.sleep(pace.pre_s)
         progress(f"{name}: fault")
         fault = await fault_fn(Context(daemon, endpoints["kafka_bootstrap"], Settings().raw_topic))
@@ -113,8 +115,9 @@ async def run_row(name: str, pace: Pace, keep: bool = False) -> dict[str, Any]:
         if publisher is not None:
             with contextlib.suppress(Exception):
                 await publisher.stop()
-        await daemon.stop()
         sampler.cancel()
+        with contextlib.suppress(Exception):  # cleaning up must not hide the row
+            await daemon.stop()
     row.update(wall_s=round(time.monotonic() - wall0, 1), cpu_s={**daemon.cpu_s(), "harness": _cpu(cpu0)})
     if keep or not row.get("goal_met"):
         row["workdir"] = str(workdir)
