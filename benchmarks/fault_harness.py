@@ -356,21 +356,25 @@ async def event_counts(db_url: str) -> dict[str, int]:
 
 
 def recovery_s(acked: dict[str, float], seen: dict[str, Tally], fault_end: float) -> float | None:
-    """Seconds from ``fault_end`` to the first moment with lag 0: every message acked by then already received.
+    """Seconds from ``fault_end`` to the first moment with lag 0 that proves the stream flows again.
 
-    Lag can only fall to 0 when something is received, so the candidates are ``fault_end`` and the receive
+    Lag 0 at t: every message acked by t already received by t. Counted from the first ack after the
+    fault at the earliest, so that "nothing sent yet" right after an instantaneous fault is no recovery.
+    Lag can only fall to 0 when something is received, so the candidates are that ack and the receive
     times after it. None when it never happened (a message acked is missing, or was rejected instead).
     """
     at: dict[str, float] = {url: t.received_at for url, t in seen.items() if t.received_at is not None}
-    if any(url not in at for url in acked):
+    after_fault = [t for t in acked.values() if t >= fault_end]
+    if not after_fault or any(url not in at for url in acked):
         return None
+    start = min(after_fault)
     by_ack = sorted(acked.items(), key=lambda kv: kv[1])
     ack_times = [t for _, t in by_ack]
     latest: list[float] = []  # latest[k]: the last receive time among the first k + 1 acked
     for url, _ in by_ack:
         latest.append(max(at[url], latest[-1] if latest else 0.0))
-    for t in [fault_end, *sorted(v for v in at.values() if v > fault_end)]:
+    for t in [start, *sorted(v for v in at.values() if v > start)]:
         k = bisect.bisect_right(ack_times, t)
-        if k == 0 or latest[k - 1] <= t:
+        if latest[k - 1] <= t:
             return round(t - fault_end, 2)
     return None

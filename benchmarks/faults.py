@@ -11,8 +11,9 @@ published at ``--rate`` per second through the broker it announced, before, duri
   ``broker_kill_restart`` what the killed memory broker held is reported apart, ``old_broker_unapplied``);
 - ``rejected``: valid articles rejected (every message published here is valid: a fault is never a reason);
 - ``daemon_up``: the daemon (or, after ``sigkill_daemon``, its restarted self) still running at the end;
-- ``recovery_s``: from the end of the fault to the first moment every message acknowledged so far was
-  received (lag 0), from ack times and ``recorded_at``; ``first_commit_after_s``: to the first one received.
+- ``recovery_s``: from the end of the fault to the first moment every message acknowledged so far (at least
+  the first one acknowledged after the fault) was received: lag 0, from ack times and ``recorded_at``;
+  ``first_commit_after_s``: to the first message received after the fault.
 
 Goal per row: 0 doubled, 0 lost, 0 rejected, daemon up, recovery ≤ 10 s. One JSON object per row on stdout as it
 finishes, then a summary line with every row and ``goal_met``. Progress goes to stderr.
@@ -151,7 +152,7 @@ def _row(
     rejected = sorted(url for url, t in seen.items() if t.rejected)
     after = [t.received_at for t in seen.values() if t.received_at is not None and t.received_at >= fault.end]
     acked_after = sum(1 for at in acked.values() if at >= fault.end)
-    recovery = recovery_s(expected, seen, fault.end) if acked_after else None  # nothing sent since: no proof
+    recovery = recovery_s(expected, seen, fault.end)
     row: dict[str, Any] = {
         "fault": name,
         "status": "ran",
