@@ -8,7 +8,6 @@ from ``newsflow.events``.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import datetime as dt
 import json
@@ -356,25 +355,40 @@ async def event_counts(db_url: str) -> dict[str, int]:
 
 
 def recovery_s(acked: dict[str, float], seen: dict[str, Tally], fault_end: float) -> float | None:
-    """Seconds from ``fault_end`` to the first moment with lag 0 that proves the stream flows again.
+    """Seconds from ``fault_end`` until every message acked so far is received, and the stream flows again.
 
-    Lag 0 at t: every message acked by t already received by t. Counted from the first ack after the
-    fault at the earliest, so that "nothing sent yet" right after an instantaneous fault is no recovery.
-    Lag can only fall to 0 when something is received, so the candidates are that ack and the receive
-    times after it. None when it never happened (a message acked is missing, or was rejected instead).
+    "So far" is the fault's end: everything acked by then (the backlog the fault left), and the first
+    message acked after it (without it, nothing pending right after an instant kill would pass for
+    recovery). None when that never happened, or when any acked message never arrived (or was rejected).
     """
-    at: dict[str, float] = {url: t.received_at for url, t in seen.items() if t.received_at is not None}
-    after_fault = [t for t in acked.values() if t >= fault_end]
-    if not after_fault or any(url not in at for url in acked):
+    at = {url: t.received_at for url, t in seen.items() if t.received_at is not None}
+    after = sorted((t, url) for url, t in acked.items() if t > fault_end)
+    if not after or any(url not in at for url in acked):
         return None
-    start = min(after_fault)
-    by_ack = sorted(acked.items(), key=lambda kv: kv[1])
-    ack_times = [t for _, t in by_ack]
-    latest: list[float] = []  # latest[k]: the last receive time among the first k + 1 acked
-    for url, _ in by_ack:
-        latest.append(max(at[url], latest[-1] if latest else 0.0))
-    for t in [start, *sorted(v for v in at.values() if v > start)]:
-        k = bisect.bisect_right(ack_times, t)
-        if latest[k - 1] <= t:
-            return round(t - fault_end, 2)
-    return None
+    needed = [url for url, t in acked.items() if t <= fault_end] + [after[0][1]]
+    return round(max(at[url] for url in needed) - fault_end, 2)
+
+
+def lag_back_s(
+    acked: dict[str, float], seen: dict[str, Tally], fault_start: float, fault_end: float, pre_s: float
+) -> tuple[int, float | None]:
+    """(the most messages in flight in the ``pre_s`` before the fault, seconds after ``fault_end`` until back there).
+
+    In flight at t: acked by t, not received by t. At a steady rate a few always are, which is why
+    ``recovery_s`` asks for the backlog of the fault and not for 0 in flight while the stream goes on.
+    Counted at arrivals from the first ack after the fault on; None if the lag never came back down.
+    """
+    received = {url: t.received_at for url, t in seen.items() if t.received_at is not None}
+    steps = sorted(
+        [(t, 1) for t in acked.values()] + [(max(received[url], t), -1) for url, t in acked.items() if url in received]
+    )
+    after = [t for t in acked.values() if t > fault_end]
+    baseline, lag, back = 0, 0, None
+    for t, step in steps:
+        lag += step
+        if fault_start - pre_s <= t < fault_start:
+            baseline = max(baseline, lag)
+        elif step < 0 and after and t >= min(after) and lag <= baseline:  # lag falls when one arrives
+            back = round(t - fault_end, 2)
+            break
+    return baseline, back

@@ -11,9 +11,10 @@ published at ``--rate`` per second through the broker it announced, before, duri
   ``broker_kill_restart`` what the killed memory broker held is reported apart, ``old_broker_unapplied``);
 - ``rejected``: valid articles rejected (every message published here is valid: a fault is never a reason);
 - ``daemon_up``: the daemon (or, after ``sigkill_daemon``, its restarted self) still running at the end;
-- ``recovery_s``: from the end of the fault to the first moment every message acknowledged so far (at least
-  the first one acknowledged after the fault) was received: lag 0, from ack times and ``recorded_at``;
-  ``first_commit_after_s``: to the first message received after the fault.
+- ``recovery_s``: from the end of the fault until every message acknowledged so far (by the fault's end) and
+  the first one acknowledged after it are received, from ack times and ``recorded_at``;
+  ``first_commit_after_s``: to the first message received after the fault; ``lag_back_s``: until the
+  messages in flight are back to ``lag_before_fault``, the most seen in the ``--pre`` seconds before it.
 
 Goal per row: 0 doubled, 0 lost, 0 rejected, daemon up, recovery ≤ 10 s. One JSON object per row on stdout as it
 finishes, then a summary line with every row and ``goal_met``. Progress goes to stderr.
@@ -36,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.fault_harness import Daemon, Publisher, Tally, applied, event_counts, recovery_s
+from benchmarks.fault_harness import Daemon, Publisher, Tally, applied, event_counts, lag_back_s, recovery_s
 from benchmarks.fault_rows import FAULTS, Context, Fault, poison_available
 from newsflow.settings import Settings
 
@@ -108,6 +109,7 @@ async def run_row(name: str, pace: Pace, keep: bool = False) -> dict[str, Any]:
         daemon_up = daemon.alive()
         events = await event_counts(db_url) if seen else {}
         row = _row(name, publisher, fault, seen, expected, daemon_up)
+        row["lag_before_fault"], row["lag_back_s"] = lag_back_s(expected, seen, fault.start, fault.end, pace.pre_s)
         row.update(events=events, starts=daemon.starts)
     except Exception as exc:  # noqa: BLE001  (a row that breaks is a row that failed; the suite goes on)
         row = {"fault": name, "status": "error", "error": f"{type(exc).__name__}: {exc}", "goal_met": False}
