@@ -372,23 +372,28 @@ def recovery_s(acked: dict[str, float], seen: dict[str, Tally], fault_end: float
 def lag_back_s(
     acked: dict[str, float], seen: dict[str, Tally], fault_start: float, fault_end: float, pre_s: float
 ) -> tuple[int, float | None]:
-    """(the most messages in flight in the ``pre_s`` before the fault, seconds after ``fault_end`` until back there).
+    """(the most messages in flight in the ``pre_s`` before the fault, seconds after ``fault_end`` until back for good).
 
     In flight at t: acked by t, not received by t. At a steady rate a few always are, which is why
     ``recovery_s`` asks for the backlog of the fault and not for 0 in flight while the stream goes on.
-    Counted at arrivals from the first ack after the fault on; None if the lag never came back down.
+    Counted from the first ack after the fault: the arrival after which the lag stays at most that; None if
+    it never came back down for good.
     """
     received = {url: t.received_at for url, t in seen.items() if t.received_at is not None}
     steps = sorted(
         [(t, 1) for t in acked.values()] + [(max(received[url], t), -1) for url, t in acked.items() if url in received]
     )
     after = [t for t in acked.values() if t > fault_end]
+    if not after:
+        return 0, None
     baseline, lag, back = 0, 0, None
     for t, step in steps:
         lag += step
         if fault_start - pre_s <= t < fault_start:
             baseline = max(baseline, lag)
-        elif step < 0 and after and t >= min(after) and lag <= baseline:  # lag falls when one arrives
-            back = round(t - fault_end, 2)
-            break
+        elif t >= min(after):
+            if lag > baseline:
+                back = None
+            elif back is None and step < 0:  # back down when one arrives; kept only if it stays down
+                back = round(t - fault_end, 2)
     return baseline, back

@@ -45,6 +45,13 @@ def test_lag_comes_back_to_what_was_in_flight_before_the_fault() -> None:
     assert lag_back_s(acked, seen, fault_start=5.0, fault_end=8.0, pre_s=5.0) == (1, 4.3)
 
 
+def test_lag_back_down_only_for_a_moment_does_not_count() -> None:
+    acked = {"pre": 1.0, "post0": 10.0, "post1": 10.5, "post2": 11.0, "post3": 11.5}
+    seen = {"pre": received(1.5), "post0": received(10.1), "post1": received(13.0)}
+    seen |= {"post2": received(13.1), "post3": received(13.2)}
+    assert lag_back_s(acked, seen, fault_start=5.0, fault_end=8.0, pre_s=5.0) == (1, 5.1)
+
+
 def test_lag_that_never_comes_back_down_is_none() -> None:
     acked = {"pre": 1.0, "post0": 10.0, "post1": 11.0}
     seen = {"pre": received(1.5)}
