@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test bench install clean
+.PHONY: run test bench faults install clean
 
 $(BIN)/newsflow: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ test: install
 # Pipeline benchmark: real broker, pipeline and PostgreSQL; the last line printed is the JSON summary.
 bench: install
 	$(BIN)/python -m benchmarks.pipeline_bench $(BENCH_ARGS)
+
+# Fault suite: each fault caused for real mid-stream on embedded defaults; one JSON row per fault, then a summary.
+# FAULTS_ARGS, e.g. --only pg_restart,sigkill_child
+faults: install
+	$(BIN)/python -m benchmarks.faults $(FAULTS_ARGS)
 
 clean:
 	rm -rf $(VENV) .newsflow .pytest_cache
