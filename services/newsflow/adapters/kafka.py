@@ -58,6 +58,9 @@ def make_producer(bootstrap: str, **kwargs: object) -> AIOKafkaProducer:
     return AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False, **kwargs)
 
 
+SESSION_TIMEOUT_MS = 6000
+
+
 def make_consumer(settings: Settings, client_id: str) -> AIOKafkaConsumer:
     """The pipeline's group consumer: positions come from PostgreSQL, so Kafka-side commits stay off.
 
@@ -71,6 +74,10 @@ def make_consumer(settings: Settings, client_id: str) -> AIOKafkaConsumer:
         auto_offset_reset=settings.start_from,
         max_partition_fetch_bytes=16 * 1024 * 1024,
         fetch_max_bytes=64 * 1024 * 1024,
+        # A killed process's partitions move to the others after this long (Kafka's floor is 6 s by
+        # default); heartbeats come from the event loop, which the stage workers keep free.
+        session_timeout_ms=SESSION_TIMEOUT_MS,
+        heartbeat_interval_ms=SESSION_TIMEOUT_MS // 3,
     )
 
 

@@ -16,6 +16,7 @@ import structlog
 from newsflow.adapters import postgres
 from newsflow.app import outages
 from newsflow.app.health import Health
+from newsflow.ingest.stage_runner import StageRunner
 from newsflow.ingest.worker import PipelineWorker
 from newsflow.readside import projections, story_clusterer
 from newsflow.readside.log_reader import LogReader
@@ -151,13 +152,17 @@ async def _run_services(
     if pool is None:
         return  # stopped while waiting for the database
     tasks: list[asyncio.Task[None]] = []
+    cleanup: list[Callable[[], None]] = []
 
     def supervise(service: str, run: Callable[[], Awaitable[None]]) -> None:
         tasks.append(asyncio.create_task(outages.until_stopped(service, run, url, stop, health), name=service))
 
     try:
         if "pipeline" in services:
-            supervise("pipeline", lambda: PipelineWorker(settings, pool).run(stop))
+            # One set of stage workers for every restart of the pipeline after an outage: they stay warm.
+            runner = StageRunner(settings.stage_workers, settings.stage_timeout_s, settings.stage_memory_mb)
+            cleanup.append(runner.close)
+            supervise("pipeline", lambda: PipelineWorker(settings, pool, runner=runner).run(stop))
             if pipeline_processes > 1:
                 children = _extra_pipeline_processes(settings, pipeline_processes - 1, stop, health)
                 tasks.append(asyncio.create_task(children, name="pipelines"))
@@ -182,4 +187,6 @@ async def _run_services(
     finally:
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for close in cleanup:
+            close()
         await pool.close()

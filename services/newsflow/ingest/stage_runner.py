@@ -17,10 +17,13 @@ never turns good input into a timeout:
   signal handler runs only between bytecodes) is cut by pebble, which kills the
   worker after ``BACKSTOP_FACTOR`` times the budget in wall time and starts a
   fresh, warm one.
-- **Retried alone.** A message that overruns either bound is tried once more
+- **Retried alone.** A message that overruns either bound, or whose worker
+  dies under it (killed from outside, or by the message), is tried once more
   with no other task of this runner in flight (new submissions wait, running
-  ones finish first). Only a second overrun is a ``StageTimeout``: by then the
-  wall time measured was the message's own, not that of its neighbours.
+  ones finish first). Only a second overrun is a ``StageTimeout``, a second
+  death a ``StageCrashed``: by then what was measured was the message's own.
+- **A broken pool is replaced.** pebble abandons its whole pool when a worker
+  dies while no task runs; the runner then starts a new one and submits again.
 
 Each worker also runs under an address-space limit, so a page that would need
 gigabytes fails with MemoryError in its own worker.
@@ -35,6 +38,7 @@ import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
 from types import FrameType
 from typing import Any, ParamSpec, TypeVar
 
@@ -48,6 +52,10 @@ log = structlog.get_logger(__name__)
 
 BACKSTOP_FACTOR = 6.0  # wall time over the CPU budget before the worker is killed: 1/6 of a core still finishes
 WARM_UP_TIMEOUT_S = 120.0  # loading spaCy takes seconds on a busy machine; a message's timeout may be shorter
+# A task with no result this long after its wall-clock bound is in a wedged pool (a worker killed while
+# holding the channel lock leaves the others unable to take tasks): the pool is replaced.
+STUCK_GRACE_S = 30.0
+REPLACE_WAIT_CAP_S = 5.0
 _RAISE_AGAIN_S = 0.05  # CPU seconds between raises once over budget, in case stage code swallowed one
 
 
@@ -64,7 +72,11 @@ class OverBudget(Exception):
 
 
 class _Overrun(Exception):
-    """One attempt overran the CPU budget or the wall-clock backstop; the text says which."""
+    """One attempt overran the CPU budget or the wall-clock backstop, or its worker died; the text says which."""
+
+    def __init__(self, text: str, *, died: bool = False) -> None:
+        super().__init__(text)
+        self.died = died
 
 
 class _BudgetSpent(BaseException):
@@ -142,13 +154,9 @@ class StageRunner:
         self.timeout_s = timeout_s
         self.backstop_s = timeout_s * BACKSTOP_FACTOR
         self.workers = workers
-        self._pool = pebble.ProcessPool(
-            max_workers=workers,
-            initializer=_start_worker,
-            initargs=(memory_mb,),
-            # spawn, not fork: the parent runs an event loop and client threads.
-            context=multiprocessing.get_context("spawn"),
-        )
+        self.memory_mb = memory_mb
+        self._pool = self._new_pool()
+        self.pools_replaced = 0
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -156,12 +164,40 @@ class StageRunner:
         self._admitting.set()
         self._alone = asyncio.Lock()  # one retry at a time
 
+    def _new_pool(self) -> pebble.ProcessPool:
+        return pebble.ProcessPool(
+            max_workers=self.workers,
+            initializer=_start_worker,
+            initargs=(self.memory_mb,),
+            # spawn, not fork: the parent runs an event loop and client threads.
+            context=multiprocessing.get_context("spawn"),
+        )
+
+    async def _replace_pool(self, broken: pebble.ProcessPool, error: BaseException) -> None:
+        """A new pool in place of ``broken`` (once, however many tasks saw it break).
+
+        pebble gives up on its whole pool when a worker dies while no task runs
+        (``BrokenProcessPool: All workers expired``), and every later submit fails.
+        """
+        if self._pool is not broken:
+            return
+        if self.pools_replaced:
+            await asyncio.sleep(min(REPLACE_WAIT_CAP_S, 0.5 * self.pools_replaced))  # a pool that keeps breaking
+        if self._pool is not broken:
+            return
+        self._pool = self._new_pool()
+        self.pools_replaced += 1
+        log.warning("stage.pool_replaced", error=repr(error), replaced=self.pools_replaced)
+        await asyncio.to_thread(_stop_pool, broken)
+
     async def start(self) -> None:
         """Wait until every worker has started (and warmed up)."""
         try:
             await asyncio.gather(*(self._submit(_warm_up, (), {}, WARM_UP_TIMEOUT_S) for _ in range(self.workers)))
         except (FutureTimeout, TimeoutError) as exc:
             raise StageTimeout(f"stage workers not warm after {WARM_UP_TIMEOUT_S:g} s") from exc
+        except pebble.ProcessExpired as exc:
+            raise StageCrashed(f"a stage worker died warming up: {exc}") from exc
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """``fn(*args, **kwargs)`` in a stage worker within the budget; StageTimeout if it overruns twice."""
@@ -192,6 +228,8 @@ class StageRunner:
                 try:
                     return await self._attempt(fn, args, kwargs)
                 except _Overrun as second:
+                    if second.died:
+                        raise StageCrashed(f"stage worker died twice: {first}; tried alone: {second}") from second
                     raise StageTimeout(
                         f"stage over its {self.timeout_s:g} s budget twice: {first}; tried alone: {second}"
                     ) from second
@@ -205,16 +243,32 @@ class StageRunner:
             raise _Overrun(f"{exc.args[0]:.1f} s of CPU time") from exc
         except (FutureTimeout, TimeoutError) as exc:
             raise _Overrun(f"still running after {self.backstop_s:g} s of wall time") from exc
+        except pebble.ProcessExpired as exc:  # killed from outside, or by the message itself: alone, we know which
+            raise _Overrun(f"its worker died: {exc}", died=True) from exc
 
     async def _submit(self, fn: Callable[..., T], args: Sequence[Any], kwargs: Mapping[str, Any], wall_s: float) -> T:
-        future = self._pool.submit(fn, wall_s, *args, **kwargs)
-        try:
-            return await asyncio.wrap_future(future)
-        except pebble.ProcessExpired as exc:
-            raise StageCrashed(f"stage worker died: {exc}") from exc
-        except MemoryError as exc:
-            raise StageCrashed("stage ran out of its memory limit") from exc
+        """One try on a worker; a broken pool is replaced and the task submitted again, never lost with it."""
+        while True:
+            pool = self._pool
+            try:
+                waiting = asyncio.wrap_future(pool.submit(fn, wall_s, *args, **kwargs))
+                done, _ = await asyncio.wait({waiting}, timeout=wall_s + STUCK_GRACE_S)
+                if not done:  # never taken up, or its result never came back
+                    waiting.cancel()
+                    await self._replace_pool(pool, TimeoutError(f"no result after {wall_s + STUCK_GRACE_S:g} s"))
+                    continue
+                return waiting.result()
+            except MemoryError as exc:
+                raise StageCrashed("stage ran out of its memory limit") from exc
+            except (BrokenProcessPool, RuntimeError) as exc:
+                if pool.active:  # the stage code's own RuntimeError
+                    raise
+                await self._replace_pool(pool, exc)
 
     def close(self) -> None:
-        self._pool.stop()  # type: ignore[no-untyped-call]  # pebble has no annotations
-        self._pool.join(timeout=10)
+        _stop_pool(self._pool)
+
+
+def _stop_pool(pool: pebble.ProcessPool) -> None:
+    pool.stop()  # type: ignore[no-untyped-call]  # pebble has no annotations
+    pool.join(timeout=10)

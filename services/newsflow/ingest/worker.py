@@ -53,7 +53,10 @@ def _applied(record: SourceRecord, stored: Mapping[int, Any]) -> bool:
 
 
 class PipelineWorker:
-    def __init__(self, settings: Settings, pool: asyncpg.Pool, worker_id: str | None = None) -> None:
+    def __init__(
+        self, settings: Settings, pool: asyncpg.Pool, worker_id: str | None = None, runner: StageRunner | None = None
+    ) -> None:
+        """``runner``: stage workers that outlive this worker (the daemon keeps them warm across outages)."""
         self.settings = settings
         self.pool = pool
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
@@ -61,7 +64,8 @@ class PipelineWorker:
         self.producer = kafka.make_producer(
             settings.kafka_bootstrap, linger_ms=5, max_request_size=kafka.DEAD_LETTER_MAX_BYTES + 64 * 1024
         )
-        self.runner = StageRunner(settings.stage_workers, settings.stage_timeout_s, settings.stage_memory_mb)
+        self._owns_runner = runner is None
+        self.runner = runner or StageRunner(settings.stage_workers, settings.stage_timeout_s, settings.stage_memory_mb)
         self.learned = learned_chrome.LearnedChrome()
         self.in_flight = InFlight(settings.max_in_flight, self._commit_ready)
         self.positioner = Positioner(settings, pool, self.worker_id, self.in_flight.drain)
@@ -117,7 +121,8 @@ class PipelineWorker:
             await self.in_flight.close()
             await consumer.stop()
             await self.producer.stop()
-            self.runner.close()
+            if self._owns_runner:
+                self.runner.close()
             log.info("pipeline.stopped", worker=self.worker_id, batches=self.batches)
 
     async def _apply(self, consumer: AIOKafkaConsumer, records: Sequence[SourceRecord]) -> None:
