@@ -37,6 +37,7 @@ import resource
 import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from types import FrameType
@@ -56,6 +57,7 @@ WARM_UP_TIMEOUT_S = 120.0  # loading spaCy takes seconds on a busy machine; a me
 # holding the channel lock leaves the others unable to take tasks): the pool is replaced.
 STUCK_GRACE_S = 30.0
 REPLACE_WAIT_CAP_S = 5.0
+WEDGED_AFTER_S = 5.0
 _RAISE_AGAIN_S = 0.05  # CPU seconds between raises once over budget, in case stage code swallowed one
 
 
@@ -157,6 +159,10 @@ class StageRunner:
         self.memory_mb = memory_mb
         self._pool = self._new_pool()
         self.pools_replaced = 0
+        self._warm_s: float | None = None  # how long the current pool took to serve its first task
+        self._pool_started = time.monotonic()
+        self._outstanding: set[Future[Any]] = set()
+        self._watchdog: asyncio.Task[None] | None = None
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -186,12 +192,34 @@ class StageRunner:
         if self._pool is not broken:
             return
         self._pool = self._new_pool()
+        self._pool_started, self._warm_s = time.monotonic(), None
         self.pools_replaced += 1
         log.warning("stage.pool_replaced", error=repr(error), replaced=self.pools_replaced)
         await asyncio.to_thread(_stop_pool, broken)
 
+    async def _watch(self) -> None:
+        """Replace a pool whose workers take no task: tasks queued and none running, for longer than a warm-up.
+
+        A worker killed while it holds the task channel's lock leaves it held for
+        good; the others then wait on it and no task is ever taken up again.
+        """
+        idle_with_work = 0.0
+        while True:
+            await asyncio.sleep(1.0)
+            pending = [f for f in self._outstanding if not f.done()]
+            idle_with_work = idle_with_work + 1.0 if pending and not any(f.running() for f in pending) else 0.0
+            # Workers that pebble starts in place of dead ones take no task while they warm up.
+            if self._warm_s is not None and idle_with_work >= max(WEDGED_AFTER_S, 1.5 * self._warm_s):
+                idle_with_work = 0.0
+                wedged = self._pool
+                await self._replace_pool(wedged, TimeoutError(f"{len(pending)} tasks queued, none taken up"))
+                for f in pending:
+                    f.cancel()  # their submitters try again on the new pool
+
     async def start(self) -> None:
         """Wait until every worker has started (and warmed up)."""
+        if self._watchdog is None:
+            self._watchdog = asyncio.create_task(self._watch(), name="stage-pool-watchdog")
         try:
             await asyncio.gather(*(self._submit(_warm_up, (), {}, WARM_UP_TIMEOUT_S) for _ in range(self.workers)))
         except (FutureTimeout, TimeoutError) as exc:
@@ -251,12 +279,19 @@ class StageRunner:
         while True:
             pool = self._pool
             try:
-                waiting = asyncio.wrap_future(pool.submit(fn, wall_s, *args, **kwargs))
+                future = pool.submit(fn, wall_s, *args, **kwargs)
+                self._outstanding.add(future)
+                future.add_done_callback(self._outstanding.discard)
+                waiting = asyncio.wrap_future(future)
                 done, _ = await asyncio.wait({waiting}, timeout=wall_s + STUCK_GRACE_S)
-                if not done:  # never taken up, or its result never came back
+                if not done:  # its result never came back
                     waiting.cancel()
                     await self._replace_pool(pool, TimeoutError(f"no result after {wall_s + STUCK_GRACE_S:g} s"))
                     continue
+                if future.cancelled() and self._pool is not pool:
+                    continue  # the watchdog gave up on a wedged pool
+                if self._warm_s is None and pool is self._pool:
+                    self._warm_s = time.monotonic() - self._pool_started
                 return waiting.result()
             except MemoryError as exc:
                 raise StageCrashed("stage ran out of its memory limit") from exc
@@ -266,6 +301,8 @@ class StageRunner:
                 await self._replace_pool(pool, exc)
 
     def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         _stop_pool(self._pool)
 
 
