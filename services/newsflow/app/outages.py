@@ -26,7 +26,7 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 FIRST_WAIT_S = 0.5
-MAX_WAIT_S = 5.0  # an outage is noticed at most this long after it ends
+MAX_WAIT_S = 2.0  # the end of an outage is noticed at most this long after; a probe is one connection
 
 
 def backoff_s(attempt: int, first_s: float = FIRST_WAIT_S, cap_s: float = MAX_WAIT_S) -> float:
