@@ -312,7 +312,7 @@ async def _cmd_reprocess(settings: Settings, args: argparse.Namespace) -> None:
     from newsflow.ingest.stage_runner import StageRunner
 
     pool = await postgres.create_pool(settings.writer_url(), settings.db_pool_size)
-    runner = StageRunner(settings.stage_workers, settings.stage_timeout_s, settings.stage_memory_mb)
+    runner = StageRunner.for_settings(settings)
     try:
         await runner.start()
         n = await reprocess(pool, runner, args.stage, args.since, progress=sys.stderr.isatty())

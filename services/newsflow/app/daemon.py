@@ -160,7 +160,7 @@ async def _run_services(
     try:
         if "pipeline" in services:
             # One set of stage workers for every restart of the pipeline after an outage: they stay warm.
-            runner = StageRunner(settings.stage_workers, settings.stage_timeout_s, settings.stage_memory_mb)
+            runner = StageRunner.for_settings(settings)
             cleanup.append(runner.close)
             supervise("pipeline", lambda: PipelineWorker(settings, pool, runner=runner).run(stop))
             if pipeline_processes > 1:

@@ -46,6 +46,8 @@ from typing import Any, ParamSpec, TypeVar
 import pebble
 import structlog
 
+from newsflow.settings import Settings
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -169,6 +171,10 @@ class StageRunner:
         self._admitting = asyncio.Event()  # cleared while a retry runs alone
         self._admitting.set()
         self._alone = asyncio.Lock()  # one retry at a time
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> StageRunner:
+        return cls(settings.stage_workers, settings.stage_timeout_s, settings.stage_memory_mb)
 
     def _new_pool(self) -> pebble.ProcessPool:
         return pebble.ProcessPool(

@@ -65,7 +65,7 @@ class PipelineWorker:
             settings.kafka_bootstrap, linger_ms=5, max_request_size=kafka.DEAD_LETTER_MAX_BYTES + 64 * 1024
         )
         self._owns_runner = runner is None
-        self.runner = runner or StageRunner(settings.stage_workers, settings.stage_timeout_s, settings.stage_memory_mb)
+        self.runner = runner or StageRunner.for_settings(settings)
         self.learned = learned_chrome.LearnedChrome()
         self.in_flight = InFlight(settings.max_in_flight, self._commit_ready)
         self.positioner = Positioner(settings, pool, self.worker_id, self.in_flight.drain)
