@@ -120,6 +120,17 @@ class Daemon:
             await asyncio.sleep(0.2)
         raise TimeoutError(f"no endpoints.json after {timeout_s}s: {self.log_tail()}")
 
+    def services(self) -> dict[str, dict[str, int]]:
+        """Outages and restarts per service of the daemon's main process, from its health file."""
+        try:
+            snapshot = json.loads((self.state_dir / "health.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return {
+            name: {"outages": s.get("outages", 0), "restarts": s.get("restarts", 0)}
+            for name, s in snapshot.get("services", {}).items()
+        }
+
     def log_tail(self, chars: int = 2000) -> str:
         path = self.workdir / f"daemon-{self.starts}.log"
         return path.read_text(errors="replace")[-chars:] if path.exists() else ""

@@ -130,7 +130,7 @@ async def run_row(name: str, pace: Pace, keep: bool = False) -> dict[str, Any]:
         events = await event_counts(db_url) if seen else {}
         row = _row(name, publisher, fault, seen, expected, daemon_up)
         row["lag_before_fault"], row["lag_back_s"] = lag_back_s(expected, seen, fault.start, fault.end, pace.pre_s)
-        row.update(events=events, starts=daemon.starts)
+        row.update(events=events, starts=daemon.starts, services=daemon.services())
     except Exception as exc:  # noqa: BLE001  (a row that breaks is a row that failed; the suite goes on)
         row = {"fault": name, "status": "error", "error": f"{type(exc).__name__}: {exc}", "goal_met": False}
         row["daemon_log_tail"] = daemon.log_tail(1500)

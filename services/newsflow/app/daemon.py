@@ -123,8 +123,8 @@ async def run_services(
     """Run the named services until ``stop`` is set; migrations are applied first.
 
     Migrations run as the owner (``database_url``); the services connect as ``newsflow_writer``.
-    Each service waits out database outages (``outages``): it stops and starts again once
-    PostgreSQL answers, from the offsets and checkpoints stored there.
+    Each service waits out database outages (``outages``) and resumes from the offsets and
+    checkpoints stored in PostgreSQL: the pipeline in place, the log readers by starting again.
 
     ``pipeline_processes`` > 1 starts that many pipeline processes in all: this one and child processes.
     ``health`` hears every service's and child's state (``newsflow status`` shows it).
@@ -162,7 +162,8 @@ async def _run_services(
             # One set of stage workers for every restart of the pipeline after an outage: they stay warm.
             runner = StageRunner.for_settings(settings)
             cleanup.append(runner.close)
-            supervise("pipeline", lambda: PipelineWorker(settings, pool, runner=runner).run(stop))
+            wait_out = outages.waiter("pipeline", url, stop, health)
+            supervise("pipeline", lambda: PipelineWorker(settings, pool, runner=runner, wait_out=wait_out).run(stop))
             if pipeline_processes > 1:
                 children = _extra_pipeline_processes(settings, pipeline_processes - 1, stop, health)
                 tasks.append(asyncio.create_task(children, name="pipelines"))

@@ -40,6 +40,7 @@ class ServiceHealth:
     state: str = "starting"
     since: str = field(default_factory=_now)
     outages: int = 0
+    restarts: int = 0  # started again after an outage (a service that waits in place never is)
     last_error: str | None = None
 
 
@@ -63,8 +64,9 @@ class Health:
         self.children: dict[int, ChildHealth] = {}
         self._write_failed = False
 
-    def service(self, name: str, state: str, error: BaseException | None = None) -> None:
+    def service(self, name: str, state: str, error: BaseException | None = None, restarted: bool = False) -> None:
         current = self.services.setdefault(name, ServiceHealth())
+        current.restarts += restarted
         if state == WAITING and current.state != WAITING:
             current.outages += 1
         if error is not None:
@@ -178,6 +180,7 @@ def render(health: dict[str, Any]) -> list[str]:
         lines.append(f"  {name} pid {p['pid']}: {p['readiness']}")
         for service, s in p["services"].items():
             extra = f", {s['outages']} outages (last {s['last_error']})" if s["outages"] else ""
+            extra += f", {s['restarts']} restarts" if s.get("restarts") else ""
             lines.append(f"    {service}: {s['state']} since {s['since']}{extra}")
         for slot, c in p["children"].items():
             state = "running" if c["running"] else f"down (exit {c['last_exit']})"

@@ -1,6 +1,7 @@
 """Waiting out a PostgreSQL outage: a service that loses the database stops, waits, and starts again.
 
-A service that hits an outage stops as it would on shutdown (nothing half
+The pipeline waits in place (``waiter``): its consumer stays in the group. Any
+other service that hits an outage stops as it would on shutdown (nothing half
 applied survives it: appends, offsets and checkpoints commit together) and is
 started again once a new connection answers, so it resumes from the offsets and
 checkpoints PostgreSQL holds. The wait backs off exponentially up to a cap.
@@ -52,6 +53,20 @@ async def wait_for_database(url: str, stop: asyncio.Event, service: str, error: 
             return
 
 
+def waiter(
+    service: str, url: str, stop: asyncio.Event, health: Health | None = None
+) -> Callable[[BaseException], Awaitable[None]]:
+    """A wait for a service that rides out an outage in place: ``health`` hears it wait and run again."""
+    heard = health or Health(None)
+
+    async def wait_out(error: BaseException) -> None:
+        heard.service(service, WAITING, error)
+        await wait_for_database(url, stop, service, error)
+        heard.service(service, RUNNING)
+
+    return wait_out
+
+
 async def until_stopped(
     service: str, run: Callable[[], Awaitable[T]], url: str, stop: asyncio.Event, health: Health | None = None
 ) -> T | None:
@@ -60,8 +75,10 @@ async def until_stopped(
     ``health`` hears each state: running, waiting for the database, running again.
     """
     health = health or Health(None)
+    starts = 0
     while not stop.is_set():
-        health.service(service, RUNNING)
+        health.service(service, RUNNING, restarted=starts > 0)
+        starts += 1
         try:
             return await run()
         except Exception as exc:

@@ -97,6 +97,12 @@ class EntityPlanner:
             if isinstance(o, Accepted) and self._runs.get(o.dedup_key.exact_key, (None,))[0] == o.article_id:
                 del self._runs[o.dedup_key.exact_key]
 
+    def reset(self) -> None:
+        """Forget every run: the records they were for are dropped and fetched again."""
+        for _, run in self._runs.values():
+            run.cancel()
+        self._runs.clear()
+
     async def _extract(self, o: Accepted) -> NewEvent:
         text = o.event(ArticleCleaned.event_type).payload["text"]
         code = o.event(ArticleLanguageDetected.event_type).payload["code"]

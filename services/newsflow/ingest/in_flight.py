@@ -75,6 +75,13 @@ class InFlight:
             task.cancel()
         await asyncio.gather(*waiting, return_exceptions=True)
 
+    async def reset(self) -> None:
+        """Drop every record in flight (they are fetched again) and start a new committer."""
+        await self.close()
+        self._pending.clear()
+        self.count = 0
+        self.start()
+
     async def _wait_for(self, condition: Callable[[], bool]) -> None:
         while not condition():
             self._changed.clear()

@@ -7,6 +7,11 @@ Inside the transaction the stored offsets are re-read under a row lock and
 records below them are skipped, which fences off a worker that lost its
 partitions in a rebalance but still finishes a batch. Records overlap through
 the stages and commit in each partition's order (``in_flight``).
+
+A database outage is waited out with the consumer kept in its group (``wait_out``):
+leaving and rejoining would cost a rebalance round, seconds on every outage.
+What was in flight is dropped, the partitions pause, and once PostgreSQL answers
+they are positioned again at the stored offsets, as after an assignment.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import asyncio
 import os
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -52,12 +57,28 @@ def _applied(record: SourceRecord, stored: Mapping[int, Any]) -> bool:
     return already_applied(record.offset, record.cluster_id, row["next_offset"], row["cluster_id"])
 
 
+WaitOut = Callable[[BaseException], Awaitable[None]]
+
+PAUSED_POLL_MS = 500  # while waiting out an outage the consumer still polls, so the group keeps it
+
+
 class PipelineWorker:
     def __init__(
-        self, settings: Settings, pool: asyncpg.Pool, worker_id: str | None = None, runner: StageRunner | None = None
+        self,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        worker_id: str | None = None,
+        runner: StageRunner | None = None,
+        wait_out: WaitOut | None = None,
     ) -> None:
-        """``runner``: stage workers that outlive this worker (the daemon keeps them warm across outages)."""
+        """``runner``: stage workers that outlive this worker (the daemon keeps them warm across outages).
+
+        ``wait_out(error)`` returns once the database answers again (or the worker is
+        to stop); without it a database outage ends ``run`` with the error.
+        """
         self.settings = settings
+        self.wait_out = wait_out
+        self._unpositioned = False
         self.pool = pool
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
         self.consumer: AIOKafkaConsumer | None = None
@@ -88,34 +109,12 @@ class PipelineWorker:
         log.info("pipeline.started", worker=self.worker_id, topic=s.raw_topic, group=s.consumer_group)
         try:
             while not stop.is_set():
-                room = await self.in_flight.room()
                 try:
-                    batch = await consumer.getmany(
-                        timeout_ms=s.batch_timeout_ms, max_records=min(room, s.batch_max_records)
-                    )
+                    await self._step(consumer)
                 except Exception as exc:
-                    failed = undecodable.failed_partition(exc)
-                    if failed is None:
+                    if self.wait_out is None or not postgres.is_unavailable(exc) or stop.is_set():
                         raise
-                    await self._skip_undecodable(consumer, failed, exc)
-                    continue
-                if self.positioner.failure is not None:
-                    raise self.positioner.failure
-                fetched_in = self.positioner.round
-                records = [
-                    SourceRecord(
-                        m.topic, m.partition, m.offset, m.key, m.value, m.timestamp, self.positioner.cluster_id
-                    )
-                    for tp in sorted(batch, key=lambda t: t.partition)
-                    for m in batch[tp]
-                ]
-                if not records:
-                    continue
-                async with self.positioner.lock:
-                    # A seek while these records waited for the lock makes the consumer fetch them again.
-                    records = self.positioner.fresh(records, fetched_in)
-                    if records:
-                        await self._apply(consumer, records)
+                    await self._wait_out(consumer, exc, stop)
             await self.in_flight.drain()
         finally:
             await self.in_flight.close()
@@ -124,6 +123,74 @@ class PipelineWorker:
             if self._owns_runner:
                 self.runner.close()
             log.info("pipeline.stopped", worker=self.worker_id, batches=self.batches)
+
+    async def _step(self, consumer: AIOKafkaConsumer) -> None:
+        """One fetch, staged; after an outage, the partitions are positioned and resumed first."""
+        s = self.settings
+        if self._unpositioned:
+            await self._resume(consumer)
+        room = await self.in_flight.room()
+        try:
+            batch = await consumer.getmany(timeout_ms=s.batch_timeout_ms, max_records=min(room, s.batch_max_records))
+        except Exception as exc:
+            failed = undecodable.failed_partition(exc)
+            if failed is None:
+                raise
+            await self._skip_undecodable(consumer, failed, exc)
+            return
+        if self.positioner.failure is not None:
+            raise self.positioner.failure
+        fetched_in = self.positioner.round
+        records = [
+            SourceRecord(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp, self.positioner.cluster_id)
+            for tp in sorted(batch, key=lambda t: t.partition)
+            for m in batch[tp]
+        ]
+        if not records:
+            return
+        async with self.positioner.lock:
+            # A seek while these records waited for the lock makes the consumer fetch them again.
+            records = self.positioner.fresh(records, fetched_in)
+            if records:
+                await self._apply(consumer, records)
+
+    async def _wait_out(self, consumer: AIOKafkaConsumer, error: BaseException, stop: asyncio.Event) -> None:
+        """Drop what is in flight and poll with every partition paused until the database answers.
+
+        Records fetched meanwhile (a partition assigned during the outage is not
+        paused yet) are dropped too: every partition is sought to its stored
+        offset before fetching resumes.
+        """
+        assert self.wait_out is not None
+        await self.in_flight.reset()
+        self.entities.reset()
+        self._last_decided.clear()
+        self._unpositioned = True
+        waiting = asyncio.ensure_future(self.wait_out(error))
+        try:
+            while not waiting.done():
+                consumer.pause(*consumer.assignment())
+                try:
+                    await consumer.getmany(timeout_ms=PAUSED_POLL_MS)
+                except Exception as exc:
+                    if undecodable.failed_partition(exc) is None:
+                        raise
+            waiting.result()
+        finally:
+            waiting.cancel()
+        log.info(
+            "pipeline.resuming", worker=self.worker_id, partitions=len(consumer.assignment()), stopping=stop.is_set()
+        )
+
+    async def _resume(self, consumer: AIOKafkaConsumer) -> None:
+        """Position every assigned partition at its stored offset and fetch again (after an outage)."""
+        async with self.positioner.lock:
+            self.positioner.failure = None
+            assigned = sorted(consumer.assignment(), key=lambda t: t.partition)
+            if assigned:
+                await self.positioner.position_locked(consumer, assigned)
+            consumer.resume(*assigned)
+        self._unpositioned = False
 
     async def _apply(self, consumer: AIOKafkaConsumer, records: Sequence[SourceRecord]) -> None:
         regressed, keep = self.positioner.split_regressed(records)
