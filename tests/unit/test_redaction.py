@@ -56,6 +56,25 @@ except ConnectionError:
     assert "owner:***@db/x" in lines[1]["exception"]
 
 
+def test_library_log_records_are_json_lines_and_masked() -> None:
+    """asyncpg and aiokafka log through the standard library: the same renderer and masking, warnings and up."""
+    script = f"""
+import logging
+from newsflow.logs import configure_logging
+configure_logging("json", "info", [{SECRET!r}])
+logging.getLogger("aiokafka.consumer").info("chatter below warning")
+try:
+    raise ConnectionRefusedError("postgresql://owner:{SECRET}@db/x refused")
+except ConnectionRefusedError:
+    logging.getLogger("asyncpg.pool").warning("Failed to restore the pool connection floor", exc_info=True)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    lines = [json.loads(line) for line in done.stderr.splitlines()]
+    assert [(line["logger"], line["level"]) for line in lines] == [("asyncpg.pool", "warning")]
+    assert SECRET not in done.stderr
+    assert "owner:***@db/x" in lines[0]["exception"]
+
+
 def test_the_daemon_waiting_for_an_unreachable_database_logs_no_secret(tmp_path: object) -> None:
     env = {
         **os.environ,
