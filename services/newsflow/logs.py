@@ -16,8 +16,14 @@ import structlog
 from newsflow.redaction import EventMasker
 
 
-def configure_logging(fmt: str = "auto", level: str = "info", secrets: Iterable[str] = ()) -> None:
-    """Configure structlog for this process; ``secrets`` (and any URL password) never reach a line."""
+def configure_logging(
+    fmt: str = "auto", level: str = "info", secrets: Iterable[str] = (), libraries: str = "warning"
+) -> None:
+    """Configure structlog for this process; ``secrets`` (and any URL password) never reach a line.
+
+    ``libraries``: the lowest level of standard-library records shown (``critical`` for a one-shot
+    command, whose own message says what failed).
+    """
     use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
     renderer: structlog.typing.Processor = (
         structlog.dev.ConsoleRenderer() if use_console else structlog.processors.JSONRenderer()
@@ -38,7 +44,7 @@ def configure_logging(fmt: str = "auto", level: str = "info", secrets: Iterable[
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
-    _route_standard_logging(level, stamp, masker, renderer)
+    _route_standard_logging("debug" if level.lower() == "debug" else libraries, stamp, masker, renderer)
 
 
 def _route_standard_logging(level: str, *tail: structlog.typing.Processor) -> None:
@@ -56,4 +62,4 @@ def _route_standard_logging(level: str, *tail: structlog.typing.Processor) -> No
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers = [handler]
-    root.setLevel(logging.DEBUG if level.lower() == "debug" else logging.WARNING)
+    root.setLevel(logging.getLevelNamesMapping()[level.upper()])

@@ -11,11 +11,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import structlog
 
+from newsflow.app.cli_errors import explain
 from newsflow.logs import configure_logging
-from newsflow.redaction import mask, redacted_url
+from newsflow.redaction import mask
 from newsflow.settings import Settings, load_settings
 
 log = structlog.get_logger("newsflow.app.cli")
@@ -32,6 +32,27 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value
+
+
+def _existing(text: str) -> Path:
+    path = Path(text)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"no such file or directory: {text}")
+    return path
+
+
+def _existing_file(text: str) -> Path:
+    path = _existing(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a directory; give one text, HTML or JSON file")
+    return path
+
+
+def _existing_dir(text: str) -> Path:
+    path = _existing(text)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is not a directory")
+    return path
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,19 +85,25 @@ def _add_daemon_commands(sub: Any) -> None:
     run.add_argument(
         "--publish",
         nargs="*",
-        type=Path,
+        type=_existing,
         default=[],
         help="once running, publish these files/directories as a scraper would",
     )
 
     pub = sub.add_parser("publish", help="send text/HTML files, directories or JSONL to the raw topic")
-    pub.add_argument("paths", nargs="+", type=Path)
+    pub.add_argument("paths", nargs="+", type=_existing, help="files (.txt, .html, .json, .jsonl) or directories")
     pub.add_argument("--source", help="source name for text/HTML files (default: their directory name)")
     pub.add_argument("--topic", help="topic (default: NEWSFLOW_RAW_TOPIC)")
 
 
 def _add_reading_commands(sub: Any) -> None:
-    stories = sub.add_parser("stories", help="list stories from the dashboard views, or show one")
+    stories = sub.add_parser(
+        "stories",
+        help="list stories from the dashboard views, or show one",
+        description="Stories, most recently updated first (dashboard.stories).",
+        epilog=STORY_STATUS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     stories.add_argument("--json", action="store_true")
     stories.add_argument("--limit", type=int, default=50)
     stories_sub = stories.add_subparsers(dest="action")
@@ -88,19 +115,44 @@ def _add_reading_commands(sub: Any) -> None:
     show.add_argument("--json", action="store_true")
 
 
+STORY_STATUS_HELP = """\
+status of a story, from the time of its newest article (published, else fetched):
+  developing  an article in the last 24 hours
+  cooling     the newest is 24 to 72 hours old
+  stale       nothing new for 72 hours (the story is kept; a new report revives it)"""
+
+
+def _status_help() -> str:
+    from newsflow.app.health import READINESS_HELP
+
+    lines = ["readiness of the daemon (also per process and service):"]
+    lines += [f"  {state:<13}{meaning}" for state, meaning in READINESS_HELP.items()]
+    lines += [
+        "  a process listed as 'gone' stopped writing its heartbeat (killed); 'stopped' shut down cleanly.",
+        "lag: messages in the broker's log after the offset stored in PostgreSQL (0: all applied);",
+        "a reader's 'behind': events in newsflow.events after its checkpoint.",
+    ]
+    return "\n".join(lines)
+
+
 def _add_maintenance_commands(sub: Any) -> None:
     proj = sub.add_parser("projections", help="projection maintenance")
     proj_sub = proj.add_subparsers(dest="action", required=True)
     proj_rebuild = proj_sub.add_parser("rebuild", help="replay the log into fresh tables and swap them in")
     proj_rebuild.add_argument("name", nargs="?", default="stories", choices=["stories"])
 
-    status = sub.add_parser("status", help="consumer lag, reader positions, event counts, rejections")
+    status = sub.add_parser(
+        "status",
+        help="readiness, consumer lag, reader positions, event counts, rejections",
+        epilog=_status_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     status.add_argument("--json", action="store_true")
 
 
 def _add_offline_commands(sub: Any) -> None:
     ins = sub.add_parser("inspect", help="run the stages on one file (text, HTML or a raw JSON message), offline")
-    ins.add_argument("path", type=Path)
+    ins.add_argument("path", type=_existing_file)
     ins.add_argument("--source", help="source name (default: manifest.json next to the file, else the directory name)")
     ins.add_argument("--url", help="article URL (default: manifest.json next to the file, else a file:// URL)")
     ins.add_argument("--json", action="store_true", help="one JSON object with stable keys")
@@ -109,15 +161,15 @@ def _add_offline_commands(sub: Any) -> None:
     ev_sub = ev.add_subparsers(dest="target", required=True)
     ev_ex = ev_sub.add_parser("extraction", help="main-text extraction vs bare trafilatura")
     ev_ex.add_argument(
-        "dir", type=Path, help="the extraction-benchmark directory (scrapinghub-aeb/, trafilatura-eval/)"
+        "dir", type=_existing_dir, help="the extraction-benchmark directory (scrapinghub-aeb/, trafilatura-eval/)"
     )
     ev_ex.add_argument("--limit", type=int, help="pages per benchmark (default: all)")
     ev_st = ev_sub.add_parser("stories", help="story clustering (B-cubed) vs a hindsight-tuned TF-IDF baseline")
-    ev_st.add_argument("dir", type=Path, help="the story-clusters directory")
+    ev_st.add_argument("dir", type=_existing_dir, help="the story-clusters directory")
     ev_en = ev_sub.add_parser("enrichment", help="language, entity and dedup quality")
     ev_en.add_argument(
         "dir",
-        type=Path,
+        type=_existing_dir,
         nargs="?",
         help="the shared data directory (langid/, story-clusters/); entities need only the package",
     )
@@ -222,10 +274,12 @@ async def _cmd_stories(settings: Settings, args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(stories, ensure_ascii=False, indent=2))
         return
+    if stories:
+        print(f"{'story id':<36}  {'articles':>8}  {'sources':>7}  {'last seen':<16}  {'status':<10}  headline")
     for s in stories:
         print(
-            f"{s['id']}  {s['article_count']:>3} articles  {s['source_count']:>2} sources  "
-            f"{s['last_seen'][:16]}  {s['headline']}"
+            f"{s['id']}  {s['article_count']:>8}  {s['source_count']:>7}  "
+            f"{s['last_seen'][:16].replace('T', ' ')}  {s['status']:<10}  {s['headline']}"
         )
     if not stories:
         print("no stories yet")
@@ -357,20 +411,17 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     settings = load_settings()
-    configure_logging(settings.log_format, settings.log_level, settings.secrets())
+    libraries = "warning" if args.command == "run" else "critical"
+    configure_logging(settings.log_format, settings.log_level, settings.secrets(), libraries)
     try:
         asyncio.run(COMMANDS[args.command](settings, args))
     except KeyboardInterrupt:
         pass
-    except (OSError, asyncpg.PostgresError) as exc:
-        print(
-            f"newsflow {args.command}: {type(exc).__name__}: {mask(str(exc), settings.secrets())}\n"
-            f"  database {redacted_url(settings.database_url)}, broker {settings.kafka_bootstrap}\n"
-            "  (set NEWSFLOW_DATABASE_URL / NEWSFLOW_KAFKA_BOOTSTRAP, or start `newsflow run --embedded`)",
-            file=sys.stderr,
-        )
-        sys.exit(2)
-    except Exception:
+    except Exception as exc:
+        said = explain(args.command, exc, settings)
+        if said is not None:
+            print(said, file=sys.stderr)
+            sys.exit(2)
         # Through the log, not Python's traceback printer, so the masking processor sees it.
         log.exception("newsflow.failed", command=args.command)
         sys.exit(1)
