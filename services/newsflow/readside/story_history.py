@@ -21,6 +21,7 @@ from newsflow.domain.clustering import follow_merges
 from newsflow.domain.events import ArticleAssignedToStory, StoriesMerged, StoryStarted, registry
 from newsflow.domain.identity import article_stream, story_stream
 from newsflow.readside import projections
+from newsflow.wording import counted
 
 _DECISIONS = [StoryStarted.event_type, ArticleAssignedToStory.event_type, StoriesMerged.event_type]
 
@@ -81,8 +82,8 @@ async def _read(conn: asyncpg.Connection, story_id: uuid.UUID, as_of: datetime |
         raise StoryNotFound(f"no story {story_id}")
     articles = await conn.fetch(
         """
-        SELECT a.article_id, a.url, a.source, a.title, a.first_seen, a.language, a.story_role AS role,
-               a.story_score AS score,
+        SELECT a.article_id, a.url, a.source, a.title, a.published_at, a.first_seen, a.language,
+               a.story_role AS role, a.story_started AS started, a.story_score AS score,
                dashboard.story_why(a.story_role, a.story_started, a.story_score, a.story_shared_entities,
                                    a.story_top_terms, coalesce(c.url, a.story_duplicate_of::text)) AS why
         FROM articles a LEFT JOIN articles c ON c.article_id = a.story_duplicate_of
@@ -138,9 +139,11 @@ async def _read(conn: asyncpg.Connection, story_id: uuid.UUID, as_of: datetime |
                 "url": a["url"],
                 "source": a["source"],
                 "title": a["title"],
+                "published_at": _iso(a["published_at"]),
                 "first_seen": _iso(a["first_seen"]),
                 "language": a["language"],
                 "role": a["role"],
+                "started": a["started"],
                 "score": a["score"],
                 "why": a["why"],
             }
@@ -157,8 +160,8 @@ def render(story: dict[str, Any]) -> str:
     lines = [
         f"{story['headline']}",
         f"  story {story['id']}" + (f"  as of {story['as_of']}" if story["as_of"] else "  (now)"),
-        f"  {story['article_count']} articles ({story['duplicate_count']} duplicates) from "
-        f"{len(story['sources'])} sources, {story['first_seen']} … {story['last_seen']}",
+        f"  {counted(story['article_count'], 'article')} ({counted(story['duplicate_count'], 'duplicate')}) from "
+        f"{counted(len(story['sources']), 'source')}, {story['first_seen']} … {story['last_seen']}",
         f"  sources: {', '.join(story['sources'])}   languages: {', '.join(story['languages']) or '-'}",
     ]
     if story["merges"]:
@@ -166,8 +169,22 @@ def render(story: dict[str, Any]) -> str:
     lines.append("  entities: " + ", ".join(f"{e['name']} ({e['articles']})" for e in story["entities"]))
     lines.append("  timeline (articles per hour):")
     lines.extend(f"    {t['hour'][:16]}  {'#' * min(t['articles'], 60)} {t['articles']}" for t in story["timeline"])
-    lines.append("  articles:")
+    lines.append("  articles (by publication time, else fetch time):")
+    earliest = min((a["published_at"] for a in story["articles"] if a["published_at"]), default=None)
     for a in story["articles"]:
-        lines.append(f"    {a['first_seen'][:16]}  {a['source']:<20.20}  {a['title']}")
-        lines.append(f"      {a['role']}: {a['why']}")
+        marks = ["first seen here"] if a["started"] else []
+        if earliest is not None and a["published_at"] == earliest:
+            marks.append("earliest published")
+        published = a["published_at"][:16] if a["published_at"] else "no date"
+        lines.append(f"    {a['first_seen'][:16]}  published {published}  {a['source']:<20.20}  {a['title']}")
+        lines.append(f"      {a['role']}: {a['why']}" + (f"  [{'; '.join(marks)}]" if marks else ""))
+    lines.append(ROLES)
     return "\n".join(lines)
+
+
+ROLES = (
+    "  first seen here: the first of the story's articles newsflow processed (it started the story);\n"
+    "  earliest published: the one whose own publication time is earliest.\n"
+    "  canonical: the first copy of its text newsflow saw, scored against the story;"
+    " duplicate: an exact or near copy of a canonical article (counted, not scored)."
+)
