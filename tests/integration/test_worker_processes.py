@@ -136,14 +136,19 @@ async def test_a_killed_child_pipeline_process_is_restarted_and_nothing_is_lost_
     settings: Settings, pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
     await kafka.ensure_topics(settings.kafka_bootstrap, [(settings.raw_topic, 4), (settings.dlq_topic, 1)])
-    parent = subprocess.Popen(  # noqa: ASYNC220  (the test reads its pid tree)
-        [sys.executable, "-m", "newsflow", "run", "pipeline", "--workers", "2"], env=daemon_env(settings, tmp_path)
-    )
+    log_path = tmp_path / "daemon.log"
+    with log_path.open("wb") as log_file:
+        parent = subprocess.Popen(  # noqa: ASYNC220  (the test reads its pid tree)
+            [sys.executable, "-m", "newsflow", "run", "pipeline", "--workers", "2"],
+            env=daemon_env(settings, tmp_path, NEWSFLOW_LOG_LEVEL="info", NEWSFLOW_LOG_FORMAT="json"),
+            stderr=log_file,
+        )
     try:
         first = await _one_child(parent)
         feed = _feed(tmp_path / "feed.jsonl", "https://restart.invalid", 80)
         published = await publish(settings.kafka_bootstrap, settings.raw_topic, [feed], progress=False)
         await asyncio.sleep(1)
+        await wait_until(lambda: _has_joined(tmp_path / "health.child-1.json"), what="the child to join the group")
         os.kill(first, signal.SIGKILL)
         second = await _one_child(parent, other_than=first)
         assert second != first and parent.poll() is None, "the parent restarted the child instead of stopping"
@@ -157,6 +162,17 @@ async def test_a_killed_child_pipeline_process_is_restarted_and_nothing_is_lost_
         received = await conn.fetchval("SELECT count(*) FROM newsflow.events WHERE type = 'ArticleReceived'")
         offsets = await conn.fetchval("SELECT sum(next_offset) FROM newsflow.consumer_offsets")
     assert received == offsets == published, "each message applied once"
+    events = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
+    removed = [e for e in events if e["event"] == "group.dead_member_removed"]
+    assert [e["why"] for e in removed] == ["child 1 exited"], "the dead child's partitions waited for its session"
+
+
+async def _has_joined(health_file: Path) -> bool:
+    """The child wrote its group member id (a successor removes that member when the child dies)."""
+    try:
+        return bool(json.loads(await asyncio.to_thread(health_file.read_text)).get("member_id"))
+    except (OSError, ValueError):
+        return False
 
 
 async def _child_restart_shown(settings: Settings, state_dir: Path) -> bool:

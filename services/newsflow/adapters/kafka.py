@@ -8,7 +8,14 @@ from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError, TopicAlreadyExistsError
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import (
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    TopicAlreadyExistsError,
+    for_code,
+)
+from aiokafka.protocol.group import LeaveGroupRequest
 
 from newsflow.domain.stages import Rejected
 from newsflow.settings import Settings
@@ -59,6 +66,7 @@ def make_producer(bootstrap: str, **kwargs: object) -> AIOKafkaProducer:
 
 
 SESSION_TIMEOUT_MS = 6000
+HEARTBEAT_INTERVAL_MS = 1000
 
 
 def make_consumer(settings: Settings, client_id: str) -> AIOKafkaConsumer:
@@ -77,8 +85,34 @@ def make_consumer(settings: Settings, client_id: str) -> AIOKafkaConsumer:
         # A killed process's partitions move to the others after this long (Kafka's floor is 6 s by
         # default); heartbeats come from the event loop, which the stage workers keep free.
         session_timeout_ms=SESSION_TIMEOUT_MS,
-        heartbeat_interval_ms=SESSION_TIMEOUT_MS // 3,
+        # A rebalance (a member joined, or one was removed for a dead process) is heard at the next beat.
+        heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
     )
+
+
+def member_id(consumer: AIOKafkaConsumer) -> str | None:
+    """The consumer's member id in its group (aiokafka keeps it on its coordinator; there is no public accessor)."""
+    coordinator = getattr(consumer, "_coordinator", None)
+    member = getattr(coordinator, "member_id", None)
+    return member if isinstance(member, str) and member else None
+
+
+async def remove_member(bootstrap: str, group_id: str, member: str) -> None:
+    """Remove the member of a process known to be dead from ``group_id`` (LeaveGroup on its behalf).
+
+    Its partitions move at once instead of after the session timeout. Sent for a
+    member that is still alive it costs one rebalance: the member is told at its
+    next heartbeat and joins again.
+    """
+    client = AIOKafkaClient(bootstrap_servers=bootstrap)
+    await client.bootstrap()
+    try:
+        node = await client.coordinator_lookup(0, group_id)  # 0: a group coordinator, not a transaction one
+        response = await client.send(node, LeaveGroupRequest(group_id, member))
+        if response.error_code:
+            raise for_code(response.error_code)(f"LeaveGroup for {member}")
+    finally:
+        await client.close()
 
 
 def dead_letter_headers(rejected: Rejected) -> list[tuple[str, bytes]]:

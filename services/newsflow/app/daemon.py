@@ -14,8 +14,8 @@ import asyncpg
 import structlog
 
 from newsflow.adapters import postgres
-from newsflow.app import outages
-from newsflow.app.health import Health
+from newsflow.app import dead_members, outages
+from newsflow.app.health import Health, file_for
 from newsflow.ingest.stage_runner import StageRunner
 from newsflow.ingest.worker import PipelineWorker
 from newsflow.readside import projections, story_clusterer
@@ -72,19 +72,20 @@ async def _extra_pipeline_processes(settings: Settings, count: int, stop: asynci
     """
     env = {**_settings_env(settings), PARENT_ENV: str(os.getpid())}
     await asyncio.gather(
-        *(_keep_child({**env, SLOT_ENV: str(slot)}, slot, stop, health) for slot in range(1, count + 1))
+        *(_keep_child(settings, {**env, SLOT_ENV: str(slot)}, slot, stop, health) for slot in range(1, count + 1))
     )
 
 
 CHILD_HEALTHY_S = 60.0  # a child that ran this long before it died restarts without waiting
 
 
-async def _keep_child(env: dict[str, str], slot: int, stop: asyncio.Event, health: Health) -> None:
+async def _keep_child(settings: Settings, env: dict[str, str], slot: int, stop: asyncio.Event, health: Health) -> None:
     """One child pipeline process, started again (with backoff) whenever it exits before ``stop``.
 
     A restarted child joins the group and resumes from the offsets stored in
     PostgreSQL, like any new consumer: what the dead one had not committed is
-    applied once, by whoever gets the partition.
+    applied once, by whoever gets the partition. The dead one's group member is
+    removed first, so its partitions move without waiting for the session timeout.
     """
     restarts = 0
     while not stop.is_set():
@@ -109,6 +110,9 @@ async def _keep_child(env: dict[str, str], slot: int, stop: asyncio.Event, healt
         log.warning(
             "daemon.pipeline_process_exited", slot=slot, pid=child.pid, returncode=child.returncode, restarts=restarts
         )
+        member = dead_members.member_in(file_for(settings.state_dir, slot))
+        if member:
+            await dead_members.remove(settings, [member], f"child {slot} exited")
         if ran_s < CHILD_HEALTHY_S:
             await outages.sleep_unless_stopped(stop, outages.backoff_s(restarts - 1))
 
@@ -130,12 +134,19 @@ async def run_services(
     ``health`` hears every service's and child's state (``newsflow status`` shows it).
     """
     health = health or Health(None)
+    removing = None
+    if health.path is not None and "pipeline" in services and child_slot() is None:
+        # Read before this process's health file replaces its predecessor's.
+        dead = dead_members.left_by_the_dead(health.path.parent, health.started_at)
+        removing = asyncio.create_task(dead_members.remove(settings, dead, "found at start"), name="dead-members")
     beat = asyncio.create_task(health.beat(stop), name="health")
     try:
         await _run_services(settings, services, stop, pipeline_processes, health)
     finally:
         stop.set()
         await beat
+        if removing is not None:
+            await removing
 
 
 async def _run_services(
@@ -163,7 +174,12 @@ async def _run_services(
             runner = StageRunner.for_settings(settings)
             cleanup.append(runner.close)
             wait_out = outages.waiter("pipeline", url, stop, health)
-            supervise("pipeline", lambda: PipelineWorker(settings, pool, runner=runner, wait_out=wait_out).run(stop))
+            supervise(
+                "pipeline",
+                lambda: PipelineWorker(settings, pool, runner=runner, wait_out=wait_out, on_member=health.member).run(
+                    stop
+                ),
+            )
             if pipeline_processes > 1:
                 children = _extra_pipeline_processes(settings, pipeline_processes - 1, stop, health)
                 tasks.append(asyncio.create_task(children, name="pipelines"))

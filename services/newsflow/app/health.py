@@ -62,6 +62,7 @@ class Health:
         self.started_at = _now()
         self.services: dict[str, ServiceHealth] = {}
         self.children: dict[int, ChildHealth] = {}
+        self.member_id: str | None = None  # this process's pipeline consumer in its group
         self._write_failed = False
 
     def service(self, name: str, state: str, error: BaseException | None = None, restarted: bool = False) -> None:
@@ -74,6 +75,12 @@ class Health:
         if state != current.state:
             current.state, current.since = state, _now()
         self.write()
+
+    def member(self, member_id: str | None) -> None:
+        """The group member id of this process's consumer: a successor removes it if this process dies."""
+        if member_id != self.member_id:
+            self.member_id = member_id
+            self.write()
 
     def forget(self, name: str) -> None:
         self.services.pop(name, None)
@@ -98,6 +105,7 @@ class Health:
             "pid": self.pid,
             "started_at": self.started_at,
             "heartbeat_at": time.time(),
+            "member_id": self.member_id,
             "services": {name: asdict(s) for name, s in sorted(self.services.items())},
             "children": {str(slot): asdict(c) for slot, c in sorted(self.children.items())},
         }

@@ -44,9 +44,16 @@ class Positioner:
     """The partitions this worker holds, the next offset it expects in each, and the seeks that set them."""
 
     def __init__(
-        self, settings: Settings, pool: asyncpg.Pool, worker_id: str, drain: Callable[[], Awaitable[None]]
+        self,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        worker_id: str,
+        drain: Callable[[], Awaitable[None]],
+        on_member: Callable[[str | None], None] | None = None,
     ) -> None:
+        """``on_member`` hears the consumer's group member id after every assignment."""
         self.settings = settings
+        self.on_member = on_member
         self.pool = pool
         self.worker_id = worker_id
         self._drain = drain
@@ -161,6 +168,8 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         log.info("partitions.revoked", partitions=sorted(tp.partition for tp in revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        if self.positioner.on_member is not None:
+            self.positioner.on_member(kafka.member_id(self.consumer))
         try:
             await self.positioner.position(self.consumer, assigned)
         except Exception as exc:  # noqa: BLE001  (the worker's fetch loop raises it)

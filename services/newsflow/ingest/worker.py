@@ -70,11 +70,13 @@ class PipelineWorker:
         worker_id: str | None = None,
         runner: StageRunner | None = None,
         wait_out: WaitOut | None = None,
+        on_member: Callable[[str | None], None] | None = None,
     ) -> None:
         """``runner``: stage workers that outlive this worker (the daemon keeps them warm across outages).
 
         ``wait_out(error)`` returns once the database answers again (or the worker is
         to stop); without it a database outage ends ``run`` with the error.
+        ``on_member`` hears the consumer's group member id after every assignment.
         """
         self.settings = settings
         self.wait_out = wait_out
@@ -89,7 +91,7 @@ class PipelineWorker:
         self.runner = runner or StageRunner.for_settings(settings)
         self.learned = learned_chrome.LearnedChrome()
         self.in_flight = InFlight(settings.max_in_flight, self._commit_ready)
-        self.positioner = Positioner(settings, pool, self.worker_id, self.in_flight.drain)
+        self.positioner = Positioner(settings, pool, self.worker_id, self.in_flight.drain, on_member)
         self.entities = EntityPlanner(pool, self.runner)
         # Records of a partition decide in offset order whether to run the entity model (each waits for
         # the one before it), so of two copies in one partition the earlier runs it; partitions are
@@ -101,13 +103,14 @@ class PipelineWorker:
         s = self.settings
         await kafka.ensure_topics(s.kafka_bootstrap, [(s.raw_topic, s.raw_partitions), (s.dlq_topic, 1)])
         self.consumer = consumer = kafka.make_consumer(s, client_id=self.worker_id)
-        await self.runner.start()
         await self.producer.start()
         await consumer.start()
         self.in_flight.start()
         consumer.subscribe([s.raw_topic], listener=self.positioner.listener(consumer))
-        log.info("pipeline.started", worker=self.worker_id, topic=s.raw_topic, group=s.consumer_group)
         try:
+            # The group assigns partitions (seconds of rebalance) while the stage workers warm up.
+            await self.runner.start()
+            log.info("pipeline.started", worker=self.worker_id, topic=s.raw_topic, group=s.consumer_group)
             while not stop.is_set():
                 try:
                     await self._step(consumer)
