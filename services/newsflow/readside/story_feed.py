@@ -20,8 +20,9 @@ transaction, so each fires once per story and rule across restarts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import asyncpg
 import structlog
@@ -115,24 +116,33 @@ class StoryFeed:
                 attempt += 1
 
     async def _run(self, stop: asyncio.Event) -> None:
+        async with self.connected():
+            log.info("feed.started", topic=self.settings.stories_topic, rules=[r.name for r in self.rules])
+            await self.reader().run(stop)
+
+    @contextlib.asynccontextmanager
+    async def connected(self) -> AsyncIterator[None]:
+        """The topic exists and the producer is started, for as long as the block runs."""
         await kafka.ensure_topics(self.settings.kafka_bootstrap, [(self.settings.stories_topic, PARTITIONS)])
         producer = kafka.make_producer(self.settings.kafka_bootstrap, linger_ms=5)
         await producer.start()
         self._producer = producer
         try:
-            reader = LogReader(
-                READER,
-                self.pool,
-                self.handle,
-                page_size=self.settings.projection_batch,
-                poll_interval_s=self.settings.poll_interval_s,
-                horizon=projected_position,
-            )
-            log.info("feed.started", topic=self.settings.stories_topic, rules=[r.name for r in self.rules])
-            await reader.run(stop)
+            yield
         finally:
             self._producer = None
             await producer.stop()
+
+    def reader(self) -> LogReader:
+        """The log reader that drives ``handle``: behind the projector, woken by its commits."""
+        return LogReader(
+            READER,
+            self.pool,
+            self.handle,
+            page_size=self.settings.projection_batch,
+            poll_interval_s=self.settings.poll_interval_s,
+            horizon=projected_position,
+        )
 
     async def handle(self, conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
         """LogReader handler: publish the page's records; the reader commits the checkpoint after this returns."""
@@ -165,7 +175,7 @@ class StoryFeed:
         """Send every record and return once the broker has acknowledged all of them (or raise)."""
         if not records:
             return
-        assert self._producer is not None, "publish() runs inside run()"
+        assert self._producer is not None, "publish() runs inside connected()"
         topic = self.settings.stories_topic
         sent = [
             await self._producer.send(topic, value=story_feed.encode(r), key=story_feed.kafka_key(r.story_id))
