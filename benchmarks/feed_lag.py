@@ -164,6 +164,8 @@ async def feed_run(
         watch.after_position = await _decision_head(run.db_url)  # the warm-up's decisions
         run.services.start("feed", "feed")
         watch.start()
+        if not await watch.reached(watch.after_position, args.stall_seconds):  # the feed is up before the load
+            raise RuntimeError("the feed published nothing of the warm-up")
         latency = await latency_run(run, bootstrap, stream, rate, args.seconds, args.stall_seconds)
         drained = await watch.reached(await _decision_head(run.db_url), args.stall_seconds)
     finally:
