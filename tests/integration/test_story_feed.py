@@ -181,6 +181,12 @@ def article(article_id: uuid.UUID, source: str, at: datetime) -> NewEvent:
     return NewEvent.of(article_stream(article_id), payload, {})
 
 
+def revision(event: NewEvent) -> NewEvent:
+    """The article of an ``article`` event come again with another title (as a changed URL would)."""
+    payload = ArticleCleaned.model_validate(event.payload).model_copy(update={"title": "Bridge reopens, revised"})
+    return NewEvent.of(event.stream_id, payload, {})
+
+
 def decision_batches(stories: int, per_story: int) -> list[list[NewEvent]]:
     """One transaction per article, the stories interleaved; the second story is merged into the first at the end.
 
@@ -240,6 +246,9 @@ async def test_a_restart_mid_stream_publishes_nothing_twice_that_a_consumer_keep
     services = asyncio.create_task(run_services(feed_settings, ("projector", "feed"), stop))
     try:
         await wait_until(lambda: feed_caught_up(pool), what="the feed at the log head")
+        # Story 4's first joiner, its representative article, gets a new title: a headline changes, no decision.
+        await append_all(pool, [[revision(batches[2 * 5 - 1][0])]])
+        await wait_until(lambda: feed_caught_up(pool), what="the feed past the revision")
     finally:
         stop.set()
         await asyncio.wait_for(services, 30)
@@ -247,6 +256,7 @@ async def test_a_restart_mid_stream_publishes_nothing_twice_that_a_consumer_keep
     records = first_of_each(raw)
     assert_each_decision_once(records, await decision_events(pool))
     await assert_matches_dashboard(feed_settings, records)
+    assert sum(r["kind"] == "story_updated" and r["headline"] == "Bridge reopens, revised" for r in records) == 1
     assert_alerts_once(records)
 
 

@@ -13,6 +13,7 @@ from newsflow.domain import story_feed
 from newsflow.domain.events import (
     ArticleAssignedToStory,
     ArticleCleaned,
+    ArticleEntitiesExtracted,
     RecordedEvent,
     StoriesMerged,
     StoryStarted,
@@ -105,12 +106,26 @@ def test_a_record_built_again_from_the_same_event_has_the_same_id_and_bytes() ->
 
 def test_the_last_decision_of_each_story_in_a_page_carries_its_update() -> None:
     s, a, elsewhere = started_event(1), assigned_event(2), assigned_event(3, story=OTHER)
-    assert story_feed.last_decisions([s, a, elsewhere]) == {STORY: a, OTHER: elsewhere}
+    assert story_feed.story_changes([s, a, elsewhere], {}) == {STORY: a, OTHER: elsewhere}
     update = story_feed.story_updated(a, snap())
     assert update.event_id == a.event_id and update.position == 2 and update.projected_through == 9
     assert update.headline == "Bridge opens"  # one line
     assert update.record_id == story_feed.story_updated(a, snap(articles=5)).record_id
     assert update.record_id != story_feed.story_updated(s, snap()).record_id
+
+
+def entities_event(position: int, article: uuid.UUID = ARTICLE) -> RecordedEvent:
+    payload = {"article_id": str(article), "stage_version": "t", "model": "m", "language": "en", "supported": True}
+    return recorded(position, ArticleEntitiesExtracted.event_type, {**payload, "entities": []})
+
+
+def test_a_revision_of_an_article_already_in_a_story_updates_that_story_and_a_new_article_does_not() -> None:
+    placed = {ARTICLE: (OTHER, 5)}
+    before, decision, revision = entities_event(4), assigned_event(5, story=OTHER), entities_event(8)
+    assert story_feed.story_changes([before], placed) == {}  # its decision follows (position 5)
+    assert story_feed.story_changes([before, decision], placed) == {OTHER: decision}
+    assert story_feed.story_changes([decision, revision], placed) == {OTHER: revision}
+    assert story_feed.story_changes([entities_event(9, uuid.uuid4())], placed) == {}  # an article with no story
 
 
 def test_rules_are_off_at_zero_and_named_with_their_threshold() -> None:

@@ -21,6 +21,10 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
 from newsflow.domain.events import (
     ArticleAssignedToStory,
+    ArticleCleaned,
+    ArticleEntitiesExtracted,
+    ArticleLanguageDetected,
+    ArticleNormalized,
     RecordedEvent,
     StoriesMerged,
     StoryStarted,
@@ -29,6 +33,13 @@ from newsflow.domain.events import (
 from newsflow.domain.identity import feed_record_id
 
 DECISION_TYPES = (StoryStarted.event_type, ArticleAssignedToStory.event_type, StoriesMerged.event_type)
+# Article events that change a story's row when the article already has its story (a revision, a reprocess).
+ARTICLE_UPDATE_TYPES = (
+    ArticleCleaned.event_type,
+    ArticleNormalized.event_type,
+    ArticleLanguageDetected.event_type,
+    ArticleEntitiesExtracted.event_type,
+)
 
 
 class _Record(BaseModel):
@@ -235,11 +246,29 @@ def decided_story(event: RecordedEvent) -> uuid.UUID | None:
     return uuid.UUID(str(event.payload["story_id"]))  # every version of every decision names it
 
 
-def last_decisions(events: Iterable[RecordedEvent]) -> dict[uuid.UUID, RecordedEvent]:
-    """Per story changed in the page, the last decision about it: its story-updated record follows that one."""
+def updated_article(event: RecordedEvent) -> uuid.UUID | None:
+    """The article an event may update in a story it is already in; None for other events."""
+    if event.type not in ARTICLE_UPDATE_TYPES:
+        return None
+    return uuid.UUID(str(event.payload["article_id"]))
+
+
+def story_changes(
+    events: Iterable[RecordedEvent], placed: Mapping[uuid.UUID, tuple[uuid.UUID, int]]
+) -> dict[uuid.UUID, RecordedEvent]:
+    """Per story the page changed, the last event that changed it: its story-updated record follows that one.
+
+    A decision changes its story. An article event changes the story the article
+    is in (``placed``: article → its story now and the position of the decision
+    that placed it) only if that decision came before the event: a revision or a
+    reprocess, whereas a new article's events precede its decision, which follows.
+    """
     last: dict[uuid.UUID, RecordedEvent] = {}
     for event in events:
         story = decided_story(event)
+        article = updated_article(event) if story is None else None
+        if article is not None and article in placed and placed[article][1] < event.position:
+            story = placed[article][0]
         if story is not None:
             last[story] = event
     return last

@@ -70,6 +70,20 @@ async def read_snapshots(
     return {r["story_id"]: story_feed.snapshot(dict(r)) for r in rows}
 
 
+async def placed_articles(
+    conn: asyncpg.Connection, article_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, tuple[uuid.UUID, int]]:
+    """Article → (its story, the position of the decision that placed it), for the articles that have one."""
+    if not article_ids:
+        return {}
+    rows = await conn.fetch(
+        "SELECT article_id, story_id, story_position FROM projection.articles"
+        " WHERE article_id = ANY($1::uuid[]) AND story_id IS NOT NULL AND story_position IS NOT NULL",
+        list(set(article_ids)),
+    )
+    return {r["article_id"]: (r["story_id"], r["story_position"]) for r in rows}
+
+
 async def fired_rules(conn: asyncpg.Connection, story_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, set[str]]:
     fired: dict[uuid.UUID, set[str]] = {}
     for r in await conn.fetch(
@@ -152,7 +166,8 @@ class StoryFeed:
     async def records(self, conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> list[story_feed.FeedRecord]:
         """The page's records in the order they are sent; the alerts among them are stored (same transaction)."""
         records: list[story_feed.FeedRecord] = [r for e in events if (r := story_feed.decision_record(e)) is not None]
-        last = story_feed.last_decisions(events)
+        articles = [a for e in events if (a := story_feed.updated_article(e)) is not None]
+        last = story_feed.story_changes(events, await placed_articles(conn, articles))
         if not last:
             return records
         peak_hour = any(r.measure == "min_articles_per_hour" for r in self.rules)
