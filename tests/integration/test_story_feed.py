@@ -23,12 +23,13 @@ import asyncpg
 import jsonschema
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from structlog.testing import capture_logs
 from test_stories import ASSIGNED_SQL, _fill
 from test_story_merges import assigned, merged, started
 
-from conftest import daemon_env, role_url, running_daemon, wait_until
+from conftest import daemon_env, role_url, running_daemon, settings_for, wait_until
 from newsflow.adapters import postgres
-from newsflow.adapters.embedded import EmbeddedBroker
+from newsflow.adapters.embedded import EmbeddedBroker, EmbeddedPostgres
 from newsflow.app.daemon import run_services
 from newsflow.domain.events import ArticleCleaned, NewEvent, RecordedEvent
 from newsflow.domain.identity import article_stream
@@ -356,3 +357,68 @@ async def test_stories_follow_prints_each_record_once_as_a_line(
     assert updates and all("Bridge report" in line and "second line" in line for line in updates)
     assert any("story started by article" in line for line in lines)
     assert any(" absorbed " in line for line in lines)
+
+
+async def test_the_feed_waits_out_a_stopped_database_and_loses_nothing(broker: EmbeddedBroker, tmp_path: Path) -> None:
+    pg = EmbeddedPostgres(tmp_path / "pgdata")  # its own server: stopping it leaves the other tests' alone
+    await asyncio.to_thread(pg.start)
+    try:
+        url = await pg.ensure_database("feed_outage")
+        await postgres.migrate_url(url)
+        settings = settings_for(broker, url)
+        batches = decision_batches(stories=3, per_story=6)
+        stop = asyncio.Event()
+        services = asyncio.create_task(run_services(settings, ("projector", "feed"), stop))
+        try:
+            pool = await postgres.create_pool(url, 2)
+            try:
+                await append_all(pool, batches[:8])
+                await wait_until(lambda: feed_caught_up(pool), what="the feed before the outage")
+            finally:
+                await pool.close()
+            await asyncio.to_thread(pg.stop)
+            await asyncio.sleep(1.0)
+            assert not services.done(), f"the services stopped during the outage: {services}"
+            await asyncio.to_thread(pg.start)
+            pool = await postgres.create_pool(url, 2)
+            try:
+                await append_all(pool, batches[8:])
+                await wait_until(lambda: feed_caught_up(pool), what="the feed after the outage")
+                records = first_of_each(await read_topic(settings.kafka_bootstrap, settings.stories_topic))
+                assert_each_decision_once(records, await decision_events(pool))
+                await assert_matches_dashboard(settings, records)
+            finally:
+                await pool.close()
+        finally:
+            stop.set()
+            await asyncio.wait_for(services, 30)
+    finally:
+        await asyncio.to_thread(pg.stop)
+
+
+async def test_the_feed_waits_for_a_broker_that_is_not_there_yet(
+    settings: Settings, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    later = EmbeddedBroker(log_path=tmp_path / "later-broker.log")  # a free port, nothing listening yet
+    settings = settings.model_copy(update={"kafka_bootstrap": later.bootstrap})
+    await append_all(pool, decision_batches(stories=2, per_story=3))
+    stop = asyncio.Event()
+    with capture_logs() as logs:
+        services = asyncio.create_task(run_services(settings, ("projector", "feed"), stop))
+        try:
+            await wait_until(
+                lambda: _logged(logs, "feed.broker_unavailable"), what="the feed to find no broker", timeout_s=120
+            )
+            assert not services.done() and not await _reached(pool, story_feed.READER, 1)
+            later.start()
+            await wait_until(lambda: feed_caught_up(pool), what="the feed once the broker is up", timeout_s=120)
+            records = first_of_each(await read_topic(later.bootstrap, settings.stories_topic))
+            assert_each_decision_once(records, await decision_events(pool))
+        finally:
+            stop.set()
+            await asyncio.wait_for(services, 30)
+            later.stop()
+
+
+async def _logged(logs: list[dict[str, Any]], event: str) -> bool:
+    return any(e["event"] == event for e in logs)
