@@ -25,14 +25,13 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from structlog.testing import capture_logs
 from test_stories import ASSIGNED_SQL, _fill
-from test_story_merges import assigned, merged, started
+from test_story_merges import assigned, cleaned, merged, started
 
 from conftest import daemon_env, role_url, running_daemon, settings_for, wait_until
 from newsflow.adapters import postgres
 from newsflow.adapters.embedded import EmbeddedBroker, EmbeddedPostgres
 from newsflow.app.daemon import run_services
 from newsflow.domain.events import ArticleCleaned, NewEvent, RecordedEvent
-from newsflow.domain.identity import article_stream
 from newsflow.domain.story_feed import DECISION_TYPES
 from newsflow.readside import story_feed
 from newsflow.readside.log_reader import LogReader
@@ -161,31 +160,19 @@ async def _count(pool: asyncpg.Pool, sql: str) -> int:
 
 
 def article(article_id: uuid.UUID, source: str, at: datetime) -> NewEvent:
-    payload = ArticleCleaned(
-        article_id=article_id,
-        stage_version="t",
-        url=f"https://feed.invalid/{article_id}",
-        source=source,
-        title=f"Bridge report {article_id.hex[:6]}\nsecond line",
-        text="A report about the bridge.",
-        word_count=5,
-        published_at=at,
-        fetched_at=at,
-        language_hint="en",
-        input_kind="text",
-        extractor=None,
-        metadata={},
-        removed=[],
-        removed_counts={},
-        chrome_candidates=[],
-    )
-    return NewEvent.of(article_stream(article_id), payload, {})
+    """test_story_merges' cleaned article, from ``source`` at ``at``, with a two-line title."""
+    update = {"source": source, "published_at": at, "fetched_at": at, "url": f"https://feed.invalid/{article_id}"}
+    update["title"] = f"Bridge report {article_id.hex[:6]}\nsecond line"
+    return _changed(cleaned(article_id, 0), update)
+
+
+def _changed(event: NewEvent, update: dict[str, object]) -> NewEvent:
+    return NewEvent.of(event.stream_id, ArticleCleaned.model_validate(event.payload).model_copy(update=update), {})
 
 
 def revision(event: NewEvent) -> NewEvent:
     """The article of an ``article`` event come again with another title (as a changed URL would)."""
-    payload = ArticleCleaned.model_validate(event.payload).model_copy(update={"title": "Bridge reopens, revised"})
-    return NewEvent.of(event.stream_id, payload, {})
+    return _changed(event, {"title": "Bridge reopens, revised"})
 
 
 def decision_batches(stories: int, per_story: int) -> list[list[NewEvent]]:
