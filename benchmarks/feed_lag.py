@@ -78,6 +78,7 @@ class FeedWatch:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             metadata_max_age_ms=1000,
+            fetch_max_wait_ms=50,  # the wait for a fetch to fill would count as lag
         )
         await consumer.start()
         try:
