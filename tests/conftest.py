@@ -77,6 +77,7 @@ def settings_for(broker: EmbeddedBroker, database_url: str) -> Settings:
         raw_topic=f"raw-{tag}",
         dlq_topic=f"raw-{tag}.dlq",
         consumer_group=f"group-{tag}",
+        stories_topic=f"stories-{tag}",
         batch_timeout_ms=100,
         poll_interval_s=0.1,
     )
@@ -127,6 +128,7 @@ def daemon_env(settings: Settings, state_dir: Path, **extra: str) -> dict[str, s
         "NEWSFLOW_RAW_TOPIC": settings.raw_topic,
         "NEWSFLOW_DLQ_TOPIC": settings.dlq_topic,
         "NEWSFLOW_CONSUMER_GROUP": settings.consumer_group,
+        "NEWSFLOW_STORIES_TOPIC": settings.stories_topic,
         "NEWSFLOW_STATE_DIR": str(state_dir),
         "NEWSFLOW_LOG_LEVEL": "warning",
         **extra,

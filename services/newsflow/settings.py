@@ -27,6 +27,14 @@ class Settings(BaseSettings):
     raw_topic: str = Field("newsflow.raw-articles", description="Topic the scrapers publish raw articles to.")
     dlq_topic: str = Field("newsflow.raw-articles.dlq", description="Dead-letter topic for rejected messages.")
     raw_partitions: int = Field(4, description="Partitions created for the raw topic when newsflow creates it.")
+    stories_topic: str = Field(
+        "newsflow.stories", description="Topic the story feed publishes story decisions, updates and alerts to."
+    )
+    alert_min_articles: int = Field(0, ge=0, description="Alert once when a story reaches this many articles (0: off).")
+    alert_min_sources: int = Field(0, ge=0, description="Alert once when a story reaches this many sources (0: off).")
+    alert_min_articles_per_hour: int = Field(
+        0, ge=0, description="Alert once when a story has this many articles first seen within one hour (0: off)."
+    )
     consumer_group: str = Field("newsflow-pipeline", description="Kafka consumer group of the pipeline workers.")
     batch_max_records: int = Field(
         100, ge=1, description="Most messages one fetch takes; a commit takes every message that is ready."

@@ -13,6 +13,7 @@ ATTEMPTS = {
     "table in public": "CREATE TABLE public.scratch (i int)",
     "projection row": "DELETE FROM projection.articles",
     "event": "INSERT INTO newsflow.events (stream_id) VALUES ('x')",
+    "fired alert": "DELETE FROM newsflow.story_alerts",
     "large object": "SELECT lo_create(0)",
     "advisory lock": "SELECT pg_advisory_lock(1)",
 }

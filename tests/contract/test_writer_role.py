@@ -22,6 +22,8 @@ REFUSED = {
     "alter a table": "ALTER TABLE newsflow.consumer_offsets ADD COLUMN scratch int",
     "change a role": "ALTER ROLE newsflow_dashboard PASSWORD 'x'",
     "rewrite migrations": "DELETE FROM public.newsflow_migrations",
+    "change a fired alert": "UPDATE newsflow.story_alerts SET value = 0",
+    "forget a fired alert": "DELETE FROM newsflow.story_alerts",
 }
 
 

@@ -27,6 +27,7 @@ log = structlog.get_logger(__name__)
 APPEND_LOCK = 0x6E657773666C6F77  # "newsflow" as a 64-bit key
 MIGRATION_LOCK = APPEND_LOCK + 1
 NOTIFY_CHANNEL = "newsflow_events"
+CHECKPOINT_CHANNEL = "newsflow_checkpoints"  # a log reader committed a page (payload: its name)
 
 
 class WrongExpectedVersion(Exception):
@@ -213,12 +214,16 @@ async def append(conn: asyncpg.Connection, events: Sequence[NewEvent]) -> list[i
     return [r["position"] for r in rows]
 
 
-async def read_after(conn: asyncpg.Connection, position: int, limit: int) -> list[RecordedEvent]:
-    """Events with position > ``position`` in order; gap-free thanks to serialized appends."""
+async def read_after(
+    conn: asyncpg.Connection, position: int, limit: int, until: int | None = None
+) -> list[RecordedEvent]:
+    """Events with ``position`` < position <= ``until`` (None: no bound) in order; gap-free thanks to serialized appends."""
     rows = await conn.fetch(
-        f"SELECT {EVENT_COLUMNS} FROM newsflow.events WHERE position > $1 ORDER BY position LIMIT $2",
+        f"SELECT {EVENT_COLUMNS} FROM newsflow.events WHERE position > $1 AND ($3::bigint IS NULL OR position <= $3)"
+        " ORDER BY position LIMIT $2",
         position,
         limit,
+        until,
     )
     return [row_to_event(r) for r in rows]
 

@@ -69,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _add_daemon_commands(sub: Any) -> None:
     run = sub.add_parser("run", help="run the daemon (all services, or one)")
-    run.add_argument("service", nargs="?", default="all", choices=["all", "pipeline", "clusterer", "projector"])
+    run.add_argument("service", nargs="?", default="all", choices=["all", "pipeline", "clusterer", "projector", "feed"])
     run.add_argument(
         "--embedded",
         action="store_true",
@@ -113,6 +113,12 @@ def _add_reading_commands(sub: Any) -> None:
         "--as-of", type=_aware_time, help="as the story stood at this ISO time (from the events up to then)"
     )
     show.add_argument("--json", action="store_true")
+    follow = stories_sub.add_parser(
+        "follow", help="print the story feed (NEWSFLOW_STORIES_TOPIC) as it arrives, one line per record"
+    )
+    follow.add_argument("--json", action="store_true", help="each record as published (schemas/story_feed.v1.json)")
+    follow.add_argument("--from-beginning", action="store_true", help="start at the topic's first record, not its end")
+    follow.add_argument("--count", type=_positive, metavar="N", help="stop after N records")
 
 
 STORY_STATUS_HELP = """\
@@ -189,7 +195,14 @@ def _add_stage_rerun_commands(sub: Any) -> None:
     chrome_sub.add_parser("rebuild", help="recompute the learned lines from the event log")
 
     sub.add_parser("migrate", help="apply database migrations and exit")
-    sub.add_parser("schema", help="print the raw-message contract as JSON Schema (schemas/raw_article.v1.json)")
+    schema = sub.add_parser("schema", help="print a JSON Schema: the raw-message contract, or the story feed's record")
+    schema.add_argument(
+        "which",
+        nargs="?",
+        default="raw",
+        choices=["raw", "feed"],
+        help="raw: schemas/raw_article.v1.json (default); feed: schemas/story_feed.v1.json",
+    )
 
 
 async def _cmd_run(settings: Settings, args: argparse.Namespace) -> None:
@@ -252,6 +265,11 @@ async def _cmd_stories(settings: Settings, args: argparse.Namespace) -> None:
 
     if args.action == "show":
         await _cmd_story_show(settings, args)
+        return
+    if args.action == "follow":
+        from newsflow.app.story_follow import follow
+
+        await follow(settings, sys.stdout, from_beginning=args.from_beginning, as_json=args.json, count=args.count)
         return
     conn = await postgres.connect(settings.writer_url())
     try:
@@ -389,8 +407,10 @@ async def _cmd_chrome(settings: Settings, args: argparse.Namespace) -> None:
 
 async def _cmd_schema(settings: Settings, args: argparse.Namespace) -> None:
     from newsflow.domain.contract import raw_article_json_schema
+    from newsflow.domain.story_feed import feed_json_schema
 
-    print(json.dumps(raw_article_json_schema(), indent=2, ensure_ascii=False))
+    schema = feed_json_schema() if args.which == "feed" else raw_article_json_schema()
+    print(json.dumps(schema, indent=2, ensure_ascii=False))
 
 
 COMMANDS = {

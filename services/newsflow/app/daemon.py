@@ -18,13 +18,13 @@ from newsflow.app import dead_members, outages
 from newsflow.app.health import Health, file_for
 from newsflow.ingest.stage_runner import StageRunner
 from newsflow.ingest.worker import PipelineWorker
-from newsflow.readside import projections, story_clusterer
+from newsflow.readside import projections, story_clusterer, story_feed
 from newsflow.readside.log_reader import LogReader
 from newsflow.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-SERVICES = ("pipeline", "clusterer", "projector")
+SERVICES = ("pipeline", "clusterer", "projector", "feed")
 
 
 def install_stop_signals(stop: asyncio.Event) -> None:
@@ -194,6 +194,8 @@ async def _run_services(
                     name, pool, handle, page_size=settings.projection_batch, poll_interval_s=settings.poll_interval_s
                 )
                 supervise(service, functools.partial(reader.run, stop))
+        if "feed" in services:  # a log reader too, which owns a Kafka producer around its LogReader
+            supervise("feed", functools.partial(story_feed.StoryFeed(settings, pool).run, stop))
         if os.environ.get(PARENT_ENV):
             tasks.append(asyncio.create_task(stop_when_orphaned(stop), name="orphan-watch"))
         log.info("daemon.running", services=list(services))

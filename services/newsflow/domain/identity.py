@@ -47,5 +47,10 @@ def entity_id_for(entity_type: str, key: str) -> uuid.UUID:
     return uuid.uuid5(_ENTITY_NAMESPACE, f"{entity_type}:{key}")
 
 
+def feed_record_id(kind: str, *parts: object) -> uuid.UUID:
+    """A story-feed record's id: the same record published again (after a restart) has the same id."""
+    return uuid.uuid5(_NAMESPACE, ":".join(["feed", kind, *(str(p) for p in parts)]))
+
+
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()

@@ -5,6 +5,10 @@ Readers never skip an event: appends commit in position order (see
 checkpoint is set to the last event actually applied. The checkpoint row is
 locked for the transaction, so two instances of the same reader cannot apply
 the same page twice.
+
+A reader with a ``horizon`` reads no further than the position it returns (the
+story feed stays behind the projection it reads); such a reader wakes when
+another reader commits a page (``CHECKPOINT_CHANNEL``) rather than on appends.
 """
 
 from __future__ import annotations
@@ -21,17 +25,27 @@ from newsflow.domain.events import RecordedEvent, registry
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[asyncpg.Connection, Sequence[RecordedEvent]], Awaitable[None]]
+Horizon = Callable[[asyncpg.Connection], Awaitable[int]]
 
 
 class LogReader:
     def __init__(
-        self, name: str, pool: asyncpg.Pool, handler: Handler, *, page_size: int = 500, poll_interval_s: float = 0.5
+        self,
+        name: str,
+        pool: asyncpg.Pool,
+        handler: Handler,
+        *,
+        page_size: int = 500,
+        poll_interval_s: float = 0.5,
+        horizon: Horizon | None = None,
     ) -> None:
         self.name = name
         self.pool = pool
         self.handler = handler
         self.page_size = page_size
         self.poll_interval_s = poll_interval_s
+        self.horizon = horizon
+        self.channel = postgres.CHECKPOINT_CHANNEL if horizon else postgres.NOTIFY_CHANNEL
         self._wake = asyncio.Event()
 
     def _on_notify(self, *_: object) -> None:
@@ -46,11 +60,13 @@ class LogReader:
             position = await conn.fetchval(
                 "SELECT position FROM newsflow.checkpoints WHERE name = $1 FOR UPDATE", self.name
             )
-            events = await postgres.read_after(conn, position, self.page_size)
+            until = await self.horizon(conn) if self.horizon else None
+            events = await postgres.read_after(conn, position, self.page_size, until)
             if not events:
                 return 0
             await self.handler(conn, [registry.upcast(e) for e in events])
             await postgres.save_checkpoint(conn, self.name, events[-1].position)
+            await conn.execute("SELECT pg_notify($1, $2)", postgres.CHECKPOINT_CHANNEL, self.name)
         return len(events)
 
     async def catch_up(self) -> int:
@@ -61,7 +77,7 @@ class LogReader:
 
     async def run(self, stop: asyncio.Event) -> None:
         listener = await self.pool.acquire()
-        await listener.add_listener(postgres.NOTIFY_CHANNEL, self._on_notify)
+        await listener.add_listener(self.channel, self._on_notify)
         log.info("log_reader.started", reader=self.name)
         try:
             while not stop.is_set():
@@ -83,7 +99,7 @@ class LogReader:
     async def _let_go(self, listener: asyncpg.Connection) -> None:
         """Hand the listening connection back; after an outage it is broken, and is dropped instead."""
         try:
-            await listener.remove_listener(postgres.NOTIFY_CHANNEL, self._on_notify)
+            await listener.remove_listener(self.channel, self._on_notify)
             await self.pool.release(listener)
         except Exception as exc:
             if not postgres.is_unavailable(exc):
