@@ -72,7 +72,7 @@ _RULES: tuple[_Rule, ...] = (
     _Rule(
         SHARE,
         re.compile(
-            rf"(?:share(?: this(?: article| story| post| page)?| post| article| story)?(?: (?:on|via) .{1, 30})?|{_SOCIAL}(?:[\s,|·•/]+{_SOCIAL})*)\W*",
+            rf"(?:share(?: this(?: article| story| post| page)?| post| article| story)?(?: (?:on|via) .{{1,30}})?|{_SOCIAL}(?:[\s,|·•/]+{_SOCIAL})*)\W*",
             _I,
         ),
         12,
@@ -129,8 +129,9 @@ _RULES: tuple[_Rule, ...] = (
         re.compile(
             r"[a-z]{1,4}(?:\s*[/,]\s*[a-z]{1,4})+(?:\s*\((?P<value>[^)]{1,80})\))?"  # desk initials: "js, los/fb (AP)"
             r"|\((?P<agencies>[A-Z][A-Za-z]{1,12}(?:\s*(?:,|and|/)\s*[A-Z][A-Za-z]{1,12})*)\)"  # "(AP, AFP)"
-            r"|\(?with (?:inputs|reporting) from .{1,60}\)?"
-            r"|(?:additional )?(?:reporting|writing|editing|compiled|edited) by\b.*"
+            r"|(?i:\(?with (?:inputs|reporting) from) .{1,60}\)?"
+            # "Reporting by Jane Doe; Editing by ...": any case, then a name (a capital), not "reporting by hand".
+            r"|(?i:(?:additional )?(?:reporting|writing|editing|compiled|edited) by)\s+[A-Z(].*"
         ),
         30,
     ),

@@ -31,7 +31,7 @@ from newsflow.domain.cleaning.text import collapse_spaces, line_key, normalize_l
 from newsflow.domain.contract import RawArticleV1
 
 STAGE_NAME = "clean"
-CLEANER_VERSION = "1"
+CLEANER_VERSION = "2"
 TITLE = "title"  # reason for the line that became the title
 
 HEAD_LINES = 8  # non-empty lines searched for the title and the header before it
