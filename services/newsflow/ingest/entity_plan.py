@@ -26,6 +26,7 @@ import structlog
 from newsflow.adapters import dedup_store
 from newsflow.domain import entities, stages
 from newsflow.domain.events import ArticleCleaned, ArticleLanguageDetected, NewEvent
+from newsflow.domain.language import UNDETERMINED
 from newsflow.domain.stages import Accepted, Outcome
 from newsflow.ingest.known_names import KnownNamesCache
 from newsflow.ingest.stage_runner import StageCrashed, StageRunner, StageTimeout
@@ -53,13 +54,16 @@ async def run_stage(
 ) -> tuple[entities.Entities | None, str | None]:
     """(entities, None), or (None, why) when the stage failed: the article is kept and says why it has none.
 
-    ``known``: the known-name pass for a language with no model (None: such a language gets no entities).
+    ``known``: the known-name pass for a language with no model (None: such a language gets no entities; so
+    does a text whose language is undetermined). A database error reading the registry is raised, as the
+    planner's other reads are (the worker waits out an outage), never recorded as the article's failure.
     """
-    if language not in entities.SUPPORTED_LANGUAGES and known is None:
-        return entities.Entities(False, []), None
+    if language not in entities.SUPPORTED_LANGUAGES:
+        if known is None or language == UNDETERMINED:
+            return entities.Entities(False, []), None
+        names = await known.current()
+        return names.find(text[: entities.MAX_CHARS]), None
     try:
-        if language not in entities.SUPPORTED_LANGUAGES and known is not None:
-            return (await known.current()).find(text[: entities.MAX_CHARS]), None
         return await extract(runner, text, language), None
     except (StageTimeout, StageCrashed) as exc:
         return None, str(exc)
