@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     stage_memory_mb: int = Field(
         1536, ge=0, description="Address-space limit of each stage worker process, in MiB (0: none)."
     )
+    entity_fallback: bool = Field(
+        True,
+        description="For a language with no entity model, find the names the entity registry already knows"
+        " (docs/enrichment.md); off: such articles get no entities (supported: false).",
+    )
     projection_batch: int = Field(500, description="Events a projection applies per transaction.")
     cluster_snapshot_every: int = Field(
         5000, ge=1, description="Articles the story clusterer decides between two snapshots of its state."

@@ -5,7 +5,8 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from newsflow.domain.entities import CHUNK_CHARS, chunk_spans, extract
+from multilingual_reports import REPORTS
+from newsflow.domain.entities import CHUNK_CHARS, MODEL, chunk_spans, extract, mentions_in, model_for, resolve
 from seed_articles import cleaned, long_text, seed_message
 
 
@@ -46,9 +47,33 @@ def test_entities_only_in_chrome_are_not_extracted() -> None:
     assert not any("Leave a Reply" in n or "Previous Post" in n for n in found)
 
 
-def test_other_languages_are_marked_unsupported_not_guessed() -> None:
-    result = extract("Le président Emmanuel Macron a rencontré Olaf Scholz à Paris jeudi.", "fr")
+def test_a_language_with_no_model_is_marked_unsupported_not_guessed() -> None:
+    result = extract("Bundeskanzler Olaf Scholz traf Präsident Emmanuel Macron am Donnerstag in Paris.", "de")
     assert not result.supported and result.entities == []
+    assert model_for("de") is None and model_for("fr") == "fr_core_news_sm@3.8.0" and model_for("en") == MODEL
+
+
+def test_french_reports_get_the_french_model_with_titles_and_articles_stripped() -> None:
+    report = next(r for r in REPORTS["reports"] if r["language"] == "fr")
+    result = extract(report["text"], "fr")
+    found = {e["name"]: e for e in result.entities}
+    assert result.supported
+    assert found["Vladimir Poutine"]["type"] == "person" and found["Vladimir Poutine"]["aliases"] == ["Poutine"]
+    assert found["Vladimir Poutine"]["count"] == 3  # "Le président russe Vladimir Poutine", "Poutine" twice
+    assert {"Xi Jinping", "Narendra Modi", "Ebrahim Raïssi", "Chavkat Mirzioïev"} <= set(found)
+    assert found["Ouzbékistan"]["type"] == found["Samarcande"]["type"] == "place"
+    assert "Chine" in found and "la Chine" not in found  # "la Chine": the article comes off
+    assert found["Organisation de coopération de Shanghai"]["type"] == "org"
+    assert not any(n.startswith(("président", "Premier ministre")) for n in found)
+
+
+def test_a_long_french_text_in_pieces_equals_the_one_piece_run() -> None:
+    report = next(r for r in REPORTS["reports"] if r["language"] == "fr")
+    text = "\n".join([report["text"]] * 12)
+    spans = chunk_spans(text)
+    assert len(spans) > 1
+    pieces = [m for start, end in spans for m in mentions_in(text[start:end], start, "fr")]
+    assert resolve(pieces, text) == extract(text, "fr")
 
 
 def test_a_long_text_is_read_in_line_aligned_pieces_that_cover_it() -> None:

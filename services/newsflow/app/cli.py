@@ -387,7 +387,9 @@ async def _cmd_reprocess(settings: Settings, args: argparse.Namespace) -> None:
     runner = StageRunner.for_settings(settings)
     try:
         await runner.start()
-        n = await reprocess(pool, runner, args.stage, args.since, progress=sys.stderr.isatty())
+        n = await reprocess(
+            pool, runner, args.stage, args.since, progress=sys.stderr.isatty(), fallback=settings.entity_fallback
+        )
     finally:
         runner.close()
         await pool.close()

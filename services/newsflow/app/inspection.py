@@ -70,7 +70,7 @@ def inspect_message(raw: bytes) -> dict[str, Any]:
         "stages": {
             cleaner.STAGE_NAME: {"version": cleaner.CLEANER_VERSION, "extractor": result.extractor},
             language.STAGE_NAME: {"version": language.STAGE_VERSION, "detector": language.DETECTOR},
-            entities.STAGE_NAME: {"version": entities.STAGE_VERSION, "model": entities.MODEL},
+            entities.STAGE_NAME: {"version": entities.STAGE_VERSION, "model": entities.model_for(lang.code)},
             dedup.STAGE_NAME: {"version": dedup.STAGE_VERSION},
         },
     }

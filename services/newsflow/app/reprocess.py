@@ -25,6 +25,7 @@ from newsflow.domain.cleaning import cleaner, learned_chrome
 from newsflow.domain.contract import RawArticleV1
 from newsflow.domain.events import ArticleCleaned, ArticleLanguageDetected, ArticleReceived, NewEvent
 from newsflow.ingest import entity_plan
+from newsflow.ingest.known_names import KnownNamesCache
 from newsflow.ingest.stage_runner import StageRunner
 
 log = structlog.get_logger(__name__)
@@ -94,13 +95,18 @@ def _languages_again(rows: Sequence[asyncpg.Record], requested_at: str) -> list[
 
 
 async def _entities_again(
-    rows: Sequence[asyncpg.Record], conn: asyncpg.Connection, runner: StageRunner, requested_at: str
+    rows: Sequence[asyncpg.Record],
+    conn: asyncpg.Connection,
+    runner: StageRunner,
+    known: KnownNamesCache | None,
+    requested_at: str,
 ) -> list[NewEvent]:
     codes = await _languages(conn, [r["stream_id"] for r in rows])
 
     async def one(row: asyncpg.Record) -> NewEvent:
         code = codes.get(row["stream_id"], "und")
-        found, failure = await entity_plan.run_stage(runner, row["payload"]["text"], code, row["payload"]["article_id"])
+        text, article_id = row["payload"]["text"], row["payload"]["article_id"]
+        found, failure = await entity_plan.run_stage(runner, text, code, article_id, known)
         payload = stages.entities_payload(row["payload"]["article_id"], code, found, failure=failure)
         return NewEvent.of(row["stream_id"], payload, _metadata(row, "entities", requested_at))
 
@@ -113,6 +119,7 @@ async def _events_for(
     conn: asyncpg.Connection,
     runner: StageRunner | None,
     learned: learned_chrome.LearnedChrome,
+    known: KnownNamesCache | None,
     requested_at: str,
 ) -> list[NewEvent]:
     if stage == "clean":
@@ -120,7 +127,7 @@ async def _events_for(
     if stage == "language":
         return _languages_again(rows, requested_at)
     assert runner is not None
-    return await _entities_again(rows, conn, runner, requested_at)
+    return await _entities_again(rows, conn, runner, known, requested_at)
 
 
 async def reprocess(
@@ -129,10 +136,12 @@ async def reprocess(
     stage: str,
     since: dt.datetime | None = None,
     progress: bool = False,
+    fallback: bool = True,
 ) -> int:
     """Re-run ``stage`` over the articles whose stage input was recorded since ``since``; returns events appended.
 
-    ``runner`` (stage worker processes) is needed for ``entities`` only.
+    ``runner`` (stage worker processes) is needed for ``entities`` only; ``fallback``: a language with no
+    model gets the known-name pass over today's registry, as in the pipeline.
     """
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; one of {', '.join(STAGES)}")
@@ -142,6 +151,7 @@ async def reprocess(
     if stage == "dedup":
         return await _reprocess_dedup(pool, since, requested_at)
     learned = learned_chrome.LearnedChrome()
+    known = KnownNamesCache(pool) if fallback else None
     async with pool.acquire() as conn:
         rows = await _latest(conn, _INPUT[stage], since)
         await chrome_store.refresh(conn, learned)
@@ -150,7 +160,7 @@ async def reprocess(
         for start in range(0, len(rows), CHUNK):
             chunk = rows[start : start + CHUNK]
             async with pool.acquire() as conn:
-                events = await _events_for(stage, chunk, conn, runner, learned, requested_at)
+                events = await _events_for(stage, chunk, conn, runner, learned, known, requested_at)
                 async with conn.transaction():
                     await postgres.lock_appends(conn)
                     await postgres.append(conn, events)

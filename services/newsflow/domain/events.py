@@ -225,8 +225,8 @@ class ExtractedEntity(BaseModel):
 class ArticleEntitiesExtracted(EventPayload):
     """People, organizations and places of one article version, with canonical names.
 
-    ``supported`` is false when no model exists for the article's language (nothing
-    is extracted then). ``reused_from`` names the canonical article whose results an
+    ``supported`` is false when neither a model nor the known-name pass read the
+    article's language (nothing is extracted then); ``model`` names what read it. ``reused_from`` names the canonical article whose results an
     exact duplicate took instead of running the model again. ``failure`` says why a
     run produced nothing (e.g. it overran the stage timeout); the article itself stays.
     """

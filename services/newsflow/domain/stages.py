@@ -224,9 +224,9 @@ def entities_payload(
     return ArticleEntitiesExtracted(
         article_id=article_id,
         stage_version=entities.STAGE_VERSION,
-        model=entities.MODEL,
+        model=(found.model if found else None) or entities.model_for(language_code) or entities.MODEL,
         language=language_code,
-        supported=language_code in entities.SUPPORTED_LANGUAGES,
+        supported=found.supported if found else language_code in entities.SUPPORTED_LANGUAGES,
         entities=found.entities if found else [],
         reused_from=reused_from,
         failure=failure,

@@ -1,5 +1,8 @@
 """The entity stage, paid once per text: run the model on stage workers, or reuse a copy's result.
 
+A language with no model gets the known-name pass instead (``known_names``),
+in this process, when it is on (``NEWSFLOW_ENTITY_FALLBACK``).
+
 Exact duplicates reuse the canonical's result (a run still in flight, or the
 stored one), and so do near duplicates whose estimated Jaccard with a stored
 article reaches ``NEAR_REUSE_MIN_JACCARD`` (the same wire story under other
@@ -23,7 +26,9 @@ import structlog
 from newsflow.adapters import dedup_store
 from newsflow.domain import entities, stages
 from newsflow.domain.events import ArticleCleaned, ArticleLanguageDetected, NewEvent
+from newsflow.domain.language import UNDETERMINED
 from newsflow.domain.stages import Accepted, Outcome
+from newsflow.ingest.known_names import KnownNamesCache
 from newsflow.ingest.stage_runner import StageCrashed, StageRunner, StageTimeout
 
 log = structlog.get_logger(__name__)
@@ -40,16 +45,24 @@ async def extract(runner: StageRunner, text: str, language: str) -> entities.Ent
     spans = entities.chunk_spans(text)
     if language not in entities.SUPPORTED_LANGUAGES or len(spans) <= 1:
         return await runner.run(stages.find_entities, text, language)
-    pieces = await asyncio.gather(*(runner.run(entities.mentions_in, text[s:e], s) for s, e in spans))
+    pieces = await asyncio.gather(*(runner.run(entities.mentions_in, text[s:e], s, language) for s, e in spans))
     return await runner.run(entities.resolve, [m for piece in pieces for m in piece], text)
 
 
 async def run_stage(
-    runner: StageRunner, text: str, language: str, article_id: object
+    runner: StageRunner, text: str, language: str, article_id: object, known: KnownNamesCache | None = None
 ) -> tuple[entities.Entities | None, str | None]:
-    """(entities, None), or (None, why) when the stage failed: the article is kept and says why it has none."""
+    """(entities, None), or (None, why) when the stage failed: the article is kept and says why it has none.
+
+    ``known``: the known-name pass for a language with no model (None: such a language gets no entities; so
+    does a text whose language is undetermined). A database error reading the registry is raised, as the
+    planner's other reads are (the worker waits out an outage), never recorded as the article's failure.
+    """
     if language not in entities.SUPPORTED_LANGUAGES:
-        return entities.Entities(False, []), None
+        if known is None or language == UNDETERMINED:
+            return entities.Entities(False, []), None
+        names = await known.current()
+        return names.find(text[: entities.MAX_CHARS]), None
     try:
         return await extract(runner, text, language), None
     except (StageTimeout, StageCrashed) as exc:
@@ -67,9 +80,10 @@ class EntityPlanner:
     the model.
     """
 
-    def __init__(self, pool: asyncpg.Pool, runner: StageRunner) -> None:
+    def __init__(self, pool: asyncpg.Pool, runner: StageRunner, *, fallback: bool = True) -> None:
         self.pool = pool
         self.runner = runner
+        self.known = KnownNamesCache(pool) if fallback else None
         # Model runs not yet committed, by exact dedup key: a copy fetched meanwhile waits for the run
         # instead of paying for its own (the log cannot answer until the run's record commits).
         self._runs: dict[str, tuple[uuid.UUID, asyncio.Future[NewEvent]]] = {}
@@ -106,7 +120,7 @@ class EntityPlanner:
     async def _extract(self, o: Accepted) -> NewEvent:
         text = o.event(ArticleCleaned.event_type).payload["text"]
         code = o.event(ArticleLanguageDetected.event_type).payload["code"]
-        found, failure = await run_stage(self.runner, text, code, o.article_id)
+        found, failure = await run_stage(self.runner, text, code, o.article_id, self.known)
         return stages.entities_event(o, found, failure=failure)
 
 
@@ -139,7 +153,7 @@ def with_entities_of(o: Accepted, reused_from: uuid.UUID, payload: dict[str, Any
     """``o`` with the entity results of another article (an exact or close copy of it)."""
     event = stages.entities_event(
         o,
-        entities.Entities(payload["supported"], payload["entities"]),
+        entities.Entities(payload["supported"], payload["entities"], payload.get("model")),
         reused_from=reused_from,
         failure=payload.get("failure"),
     )

@@ -92,7 +92,7 @@ class PipelineWorker:
         self.learned = learned_chrome.LearnedChrome()
         self.in_flight = InFlight(settings.max_in_flight, self._commit_ready)
         self.positioner = Positioner(settings, pool, self.worker_id, self.in_flight.drain, on_member)
-        self.entities = EntityPlanner(pool, self.runner)
+        self.entities = EntityPlanner(pool, self.runner, fallback=settings.entity_fallback)
         # Records of a partition decide in offset order whether to run the entity model (each waits for
         # the one before it), so of two copies in one partition the earlier runs it; partitions are
         # independent, so a page stuck in cleaning holds back only its own partition.

@@ -1,10 +1,11 @@
 """The global entity registry: entities of all articles merged by name and alias, with their mentions.
 
 A projection of ArticleEntitiesExtracted, applied by the projector in log
-order. An article's entity resolves to a known entity when its folded name,
-or one of its aliases, was claimed before by an entity of the same type
-("SCO" in one article finds "Shanghai Cooperation Organization" of an earlier
-one); otherwise it starts a new entity. Keys are claimed first come, first
+order. An article's entity resolves to a known entity when one of its keys
+(``name_keys.registry_keys``: its folded name and aliases, then their spelling
+keys) was claimed before by an entity of the same type ("SCO" in one article
+finds "Shanghai Cooperation Organization" of an earlier one, "Vladimir
+Poutine" finds "Vladimir Putin"); otherwise it starts a new entity. Keys are claimed first come, first
 served, so replaying the log gives the same registry. A later version of an
 article (revision, reprocessing) replaces that article's mentions.
 """
@@ -16,9 +17,9 @@ from datetime import datetime
 
 import asyncpg
 
-from newsflow.domain.entities import fold
 from newsflow.domain.events import ArticleEntitiesExtracted, ExtractedEntity
 from newsflow.domain.identity import entity_id_for
+from newsflow.domain.name_keys import registry_keys
 
 
 async def apply(conn: asyncpg.Connection, e: ArticleEntitiesExtracted) -> None:
@@ -58,8 +59,7 @@ async def _register(
     conn: asyncpg.Connection, article_id: uuid.UUID, entity: ExtractedEntity, seen_at: datetime
 ) -> uuid.UUID | None:
     """Resolve one of an article's entities in the registry (or start one) and record its mentions."""
-    keys = [fold(entity.name), *(fold(a) for a in entity.aliases)]
-    keys = [k for k in dict.fromkeys(keys) if k]
+    keys = registry_keys(entity.name, entity.aliases, entity.type)
     if not keys:
         return None
     known = await conn.fetchval(
