@@ -36,7 +36,7 @@ def sleep_then_pid(seconds: float) -> int:
 def model_loaded() -> bool:
     from newsflow.domain import entities
 
-    return entities._nlp.cache_info().currsize == len(entities.MODELS)
+    return entities._nlp.cache_info().currsize == len(entities.WARM_LANGUAGES)
 
 
 def allocate(mb: int) -> int:
@@ -135,7 +135,7 @@ async def test_code_that_never_returns_to_python_is_cut_by_the_wall_clock_backst
                 await runner.run(sum_in_c)
         replacement = await runner.run(sleep_then_pid, 0)
         assert replacement != first, "the stuck worker was killed and a new one started"
-        assert await runner.run(model_loaded), "the replacement loaded every model before its first message"
+        assert await runner.run(model_loaded), "the replacement loaded the warm models before its first message"
     finally:
         runner.close()
 

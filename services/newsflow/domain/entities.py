@@ -148,14 +148,18 @@ def _nlp(language: str = "en") -> Any:
     return spacy.load(MODELS[language].package, exclude=_NOT_FOR_NER)
 
 
-def warm_up() -> None:
-    """Load every model now (a stage worker does this at start) instead of on a first article.
+WARM_LANGUAGES = ("en",)
 
-    All of them, once per worker: the French one adds about 58 MB and 1 to 3 s
-    of CPU to a worker's start, which a first French article would otherwise
-    pay out of its own CPU budget.
+
+def warm_up(languages: tuple[str, ...] = WARM_LANGUAGES) -> None:
+    """Load the models of ``languages`` now (a stage worker does this at start) instead of on a first article.
+
+    English only by default: the French model adds 1 to 3 s of CPU to a worker's
+    start (its tokenizer's rules compile), which would hold up every start and
+    every recovery after a crash; a worker loads it on its first French text,
+    whose CPU budget (and its retry alone, should the load overrun it) covers that.
     """
-    for language in MODELS:
+    for language in languages:
         _nlp(language)
 
 
