@@ -80,6 +80,7 @@ def settings_for(broker: EmbeddedBroker, database_url: str) -> Settings:
         stories_topic=f"stories-{tag}",
         batch_timeout_ms=100,
         poll_interval_s=0.1,
+        metrics_port=0,  # off: tests that scrape choose a free port (the default would clash between runs)
     )
 
 
@@ -131,5 +132,6 @@ def daemon_env(settings: Settings, state_dir: Path, **extra: str) -> dict[str, s
         "NEWSFLOW_STORIES_TOPIC": settings.stories_topic,
         "NEWSFLOW_STATE_DIR": str(state_dir),
         "NEWSFLOW_LOG_LEVEL": "warning",
+        "NEWSFLOW_METRICS_PORT": "0",
         **extra,
     }

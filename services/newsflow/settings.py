@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -82,6 +82,18 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("info", description="Minimum log level.")
     state_dir: Path = Field(Path(".newsflow"), description="Where embedded mode keeps its PostgreSQL data.")
+    metrics_port: int = Field(
+        9464,
+        ge=0,
+        le=65535,
+        description="Port of the Prometheus metrics and health endpoint (/metrics, /healthz, /readyz); 0 or empty: off.",
+    )
+    metrics_host: str = Field("127.0.0.1", description="Address the metrics endpoint listens on (0.0.0.0: every one).")
+
+    @field_validator("metrics_port", mode="before")
+    @classmethod
+    def _empty_port_is_off(cls, value: object) -> object:
+        return 0 if value in ("", None) else value
 
     def endpoints_file(self) -> Path:
         return self.state_dir / "endpoints.json"

@@ -206,6 +206,9 @@ def _add_stage_rerun_commands(sub: Any) -> None:
 
 
 async def _cmd_run(settings: Settings, args: argparse.Namespace) -> None:
+    from newsflow.adapters import metric_files
+
+    metric_files.prepare(settings)  # before prometheus_client is imported (the daemon's modules import it)
     from newsflow.app.daemon import SERVICES, install_stop_signals, run_services
 
     stop = asyncio.Event()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import signal
@@ -14,7 +15,7 @@ import asyncpg
 import structlog
 
 from newsflow.adapters import postgres
-from newsflow.app import dead_members, outages
+from newsflow.app import dead_members, endpoint, outages
 from newsflow.app.health import Health, file_for
 from newsflow.ingest.stage_runner import StageRunner
 from newsflow.ingest.worker import PipelineWorker
@@ -141,7 +142,10 @@ async def run_services(
         removing = asyncio.create_task(dead_members.remove(settings, dead, "found at start"), name="dead-members")
     beat = asyncio.create_task(health.beat(stop), name="health")
     try:
-        await _run_services(settings, services, stop, pipeline_processes, health)
+        # The parent serves metrics and health for every process of the daemon (``endpoint``).
+        serving = endpoint.serving(settings, health, stop) if child_slot() is None else contextlib.nullcontext()
+        async with serving:
+            await _run_services(settings, services, stop, pipeline_processes, health)
     finally:
         stop.set()
         await beat
@@ -185,13 +189,18 @@ async def _run_services(
                 tasks.append(asyncio.create_task(children, name="pipelines"))
         clusterer = story_clusterer.StoryClusterer(settings.cluster_snapshot_every)
         readers = {
-            "clusterer": (story_clusterer.READER, clusterer.handle),
-            "projector": (projections.STORIES_READER, projections.apply_events),
+            "clusterer": (story_clusterer.READER, clusterer.handle, clusterer.committed),
+            "projector": (projections.STORIES_READER, projections.apply_events, None),
         }
-        for service, (name, handle) in readers.items():
+        for service, (name, handle, committed) in readers.items():
             if service in services:
                 reader = LogReader(
-                    name, pool, handle, page_size=settings.projection_batch, poll_interval_s=settings.poll_interval_s
+                    name,
+                    pool,
+                    handle,
+                    page_size=settings.projection_batch,
+                    poll_interval_s=settings.poll_interval_s,
+                    committed=committed,
                 )
                 supervise(service, functools.partial(reader.run, stop))
         if "feed" in services:  # a log reader too, which owns a Kafka producer around its LogReader

@@ -6,6 +6,10 @@ process writes its own file, ``health.json`` (or ``health.child-N.json``), on
 every change and on a heartbeat; ``status`` reads them even while PostgreSQL is
 down, which is exactly when an operator asks. A file whose heartbeat stopped
 belongs to a process that is gone.
+
+The same snapshots answer the metrics endpoint's ``/readyz`` and ``/healthz``
+(``endpoint``): the snapshot carries how long ago each loop of the process last
+ticked, and which partitions its pipeline owns (``process_state``).
 """
 
 from __future__ import annotations
@@ -22,10 +26,17 @@ from typing import Any
 
 import structlog
 
+from newsflow import process_state
+from newsflow.adapters import metrics
+
 log = structlog.get_logger(__name__)
 
 HEARTBEAT_S = 2.0
 STALE_AFTER_S = 15.0  # no heartbeat for this long: the process is gone
+# A loop that has not ticked for this long is stuck. A pipeline step can wait on a record in its stages,
+# which the stage runner bounds at 6 x 10 s of wall time plus 30 s of grace.
+ALIVE_WITHIN_S = 120.0
+
 
 RUNNING = "running"
 WAITING = "waiting_for_database"
@@ -67,9 +78,11 @@ class Health:
 
     def service(self, name: str, state: str, error: BaseException | None = None, restarted: bool = False) -> None:
         current = self.services.setdefault(name, ServiceHealth())
+        metrics.service_seen(name)
         current.restarts += restarted
         if state == WAITING and current.state != WAITING:
             current.outages += 1
+            metrics.outage(name)
         if error is not None:
             current.last_error = type(error).__name__
         if state != current.state:
@@ -95,6 +108,7 @@ class Health:
         child = self.children.setdefault(slot, ChildHealth())
         child.running, child.last_exit, child.since = False, returncode, _now()
         child.restarts += 1
+        metrics.child_restarted(child.pid)
         self.write()
 
     def readiness(self) -> str:
@@ -108,6 +122,8 @@ class Health:
             "member_id": self.member_id,
             "services": {name: asdict(s) for name, s in sorted(self.services.items())},
             "children": {str(slot): asdict(c) for slot, c in sorted(self.children.items())},
+            "loops": process_state.loop_ages(),
+            "partitions": process_state.partitions(),
         }
 
     def write(self) -> None:
@@ -160,30 +176,70 @@ def file_for(state_dir: Path, child_slot: int | None) -> Path:
 
 
 def summary(snapshots: dict[str, dict[str, Any]], broker_reachable: bool, database_reachable: bool) -> dict[str, Any]:
-    """One readiness for the whole daemon (the worst of its processes and of what ``status`` could reach)."""
+    """One readiness for the whole daemon (the worst of its processes and of what ``status`` could reach).
+
+    A daemon that runs a pipeline is ready only once its processes own partitions.
+    ``checks`` says which condition holds.
+    """
     processes = {name: {**snap, "readiness": readiness(snap)} for name, snap in snapshots.items()}
-    live = [p["readiness"] for p in processes.values() if p["readiness"] not in ("gone", "stopped")]
+    running = [p for p in processes.values() if p["readiness"] not in ("gone", "stopped")]
+    live = [p["readiness"] for p in running]
+    pipelines = [p["partitions"] for p in running if p.get("partitions") is not None]
+    checks = {
+        "migrations_applied": bool(running) and not any("startup" in p["services"] for p in running),
+        "postgres_reachable": database_reachable,
+        "broker_reachable": broker_reachable,
+        "partitions_assigned": any(pipelines) if pipelines else None,
+    }
     if not live:
         overall = "not running"
     elif "degraded" in live or not (broker_reachable and database_reachable):
         overall = "degraded"
-    elif "starting" in live:
+    elif "starting" in live or checks["partitions_assigned"] is False:
         overall = "starting"
     else:
         overall = "ready"
-    return {"readiness": overall, "processes": processes}
+    return {"readiness": overall, "checks": checks, "processes": processes}
+
+
+def stuck_loops(snapshots: dict[str, dict[str, Any]], now: float | None = None) -> dict[str, list[str]]:
+    """Per live process, the loops that have not ticked within ``ALIVE_WITHIN_S`` (empty: all alive).
+
+    A loop's age is as of its process's heartbeat; the time since is added.
+    """
+    now = now or time.time()
+    stuck = {}
+    for name, snap in snapshots.items():
+        if readiness(snap, now) in ("gone", "stopped"):
+            continue
+        since_beat = max(0.0, now - float(snap["heartbeat_at"]))
+        late = [loop for loop, age in snap.get("loops", {}).items() if age + since_beat > ALIVE_WITHIN_S]
+        if late:
+            stuck[name] = late
+    return stuck
 
 
 READINESS_HELP = {
     "ready": "every service runs and PostgreSQL and the broker answer",
     "degraded": "running, but waiting out an outage or restarting a child process",
-    "starting": "migrating or connecting",
+    "starting": "migrating, connecting, or waiting for partitions",
     "not running": "no daemon process has written its health file in the last 15 s",
+}
+
+
+CHECK_NAMES = {
+    "migrations_applied": "migrations applied",
+    "postgres_reachable": "PostgreSQL reachable",
+    "broker_reachable": "broker reachable",
+    "partitions_assigned": "partitions assigned",
 }
 
 
 def render(health: dict[str, Any]) -> list[str]:
     lines = [f"daemon: {health['readiness']} ({READINESS_HELP[health['readiness']]})"]
+    failing = [CHECK_NAMES[name] for name, ok in health.get("checks", {}).items() if ok is False]
+    if failing and health["readiness"] != "not running":
+        lines.append(f"  not yet: {', '.join(failing)}")
     for name, p in health["processes"].items():
         lines.append(f"  {name} pid {p['pid']}: {p['readiness']}")
         for service, s in p["services"].items():

@@ -19,6 +19,7 @@ from typing import TypeVar
 
 import structlog
 
+from newsflow import process_state
 from newsflow.adapters import postgres
 from newsflow.app.health import RUNNING, WAITING, Health
 
@@ -45,12 +46,16 @@ async def wait_for_database(url: str, stop: asyncio.Event, service: str, error: 
     started = time.monotonic()
     log.warning("db.unavailable", service=service, error=type(error).__name__ if error else None)
     attempt = 0
-    while not stop.is_set():
-        await sleep_unless_stopped(stop, backoff_s(attempt))
-        attempt += 1
-        if not stop.is_set() and await postgres.reachable(url):
-            log.info("db.recovered", service=service, down_s=round(time.monotonic() - started, 1), attempts=attempt)
-            return
+    try:
+        while not stop.is_set():
+            process_state.tick(f"{service}.waiting_for_database")
+            await sleep_unless_stopped(stop, backoff_s(attempt))
+            attempt += 1
+            if not stop.is_set() and await postgres.reachable(url):
+                log.info("db.recovered", service=service, down_s=round(time.monotonic() - started, 1), attempts=attempt)
+                return
+    finally:
+        process_state.loop_ended(f"{service}.waiting_for_database")
 
 
 def waiter(

@@ -15,7 +15,8 @@ import asyncpg
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
-from newsflow.adapters import kafka, postgres
+from newsflow import process_state
+from newsflow.adapters import kafka, metrics, postgres
 from newsflow.domain.events import ConsumerOffsetsReset, NewEvent
 from newsflow.domain.identity import consumer_stream
 from newsflow.domain.offsets import decide_resume
@@ -100,6 +101,7 @@ class Positioner:
     def revoke(self, partitions: Iterable[TopicPartition]) -> None:
         for tp in partitions:
             self.expected.pop(tp.partition, None)
+        process_state.assigned(self.expected)
 
     async def position(self, consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition]) -> None:
         """Seek each partition to its stored offset, or reset it safely (and record why)."""
@@ -155,6 +157,8 @@ class Positioner:
             self.round += 1  # no await since the first seek: a fetch returned either before all or after all
             await postgres.append(conn, resets)
             await postgres.save_offsets(conn, s.consumer_group, s.raw_topic, rewrite, self.cluster_id)
+        metrics.events_appended(resets)
+        process_state.assigned(self.expected)
         log.info("partitions.assigned", positions=dict(sorted(self.expected.items())), cluster_id=self.cluster_id)
 
 

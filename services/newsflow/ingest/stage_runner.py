@@ -201,6 +201,10 @@ class StageRunner:
         self._pool_started, self._warm_s = time.monotonic(), None
         self.pools_replaced += 1
         log.warning("stage.pool_replaced", error=repr(error), replaced=self.pools_replaced)
+        # Imported here: the stage workers import this module, and should not write metric files of their own.
+        from newsflow.adapters import metrics
+
+        metrics.pool_replaced()
         await asyncio.to_thread(_stop_pool, broken)
 
     async def _watch(self) -> None:

@@ -28,7 +28,8 @@ import asyncpg
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from newsflow.adapters import chrome_store, dedup_store, kafka, postgres
+from newsflow import process_state
+from newsflow.adapters import chrome_store, dedup_store, kafka, metrics, postgres
 from newsflow.domain import stages
 from newsflow.domain.cleaning import learned_chrome
 from newsflow.domain.contract import RawArticleV1, Rejection
@@ -106,12 +107,14 @@ class PipelineWorker:
         await self.producer.start()
         await consumer.start()
         self.in_flight.start()
+        process_state.assigned(())
         consumer.subscribe([s.raw_topic], listener=self.positioner.listener(consumer))
         try:
             # The group assigns partitions (seconds of rebalance) while the stage workers warm up.
             await self.runner.start()
             log.info("pipeline.started", worker=self.worker_id, topic=s.raw_topic, group=s.consumer_group)
             while not stop.is_set():
+                process_state.tick("pipeline")
                 try:
                     await self._step(consumer)
                 except Exception as exc:
@@ -120,6 +123,8 @@ class PipelineWorker:
                     await self._wait_out(consumer, exc, stop)
             await self.in_flight.drain()
         finally:
+            process_state.loop_ended("pipeline")
+            process_state.assigned(None)
             await self.in_flight.close()
             await consumer.stop()
             await self.producer.stop()
@@ -151,6 +156,7 @@ class PipelineWorker:
         ]
         if not records:
             return
+        metrics.consumed(len(records))
         async with self.positioner.lock:
             # A seek while these records waited for the lock makes the consumer fetch them again.
             records = self.positioner.fresh(records, fetched_in)
@@ -172,6 +178,7 @@ class PipelineWorker:
         waiting = asyncio.ensure_future(self.wait_out(error))
         try:
             while not waiting.done():
+                process_state.tick("pipeline")
                 consumer.pause(*consumer.assignment())
                 try:
                     await consumer.getmany(timeout_ms=PAUSED_POLL_MS)
@@ -323,7 +330,9 @@ class PipelineWorker:
         if rejected:
             # Before the commit: a crash in between re-sends (at-least-once on the DLQ) but never loses one.
             await kafka.send_dead_letters(self.producer, s.dlq_topic, rejected)
+            metrics.dead_letters_sent(rejected)
         async with self.pool.acquire() as conn, conn.transaction():
+            transaction_started = time.perf_counter()
             await postgres.lock_appends(conn)
             stored = await postgres.load_offsets(conn, s.consumer_group, s.raw_topic, lock=True)
             to_apply = [o for o in outcomes if not _applied(o.record, stored)]
@@ -335,6 +344,7 @@ class PipelineWorker:
             for o in to_apply:
                 next_offsets[o.record.partition] = max(next_offsets.get(o.record.partition, 0), o.record.offset + 1)
             await postgres.save_offsets(conn, s.consumer_group, s.raw_topic, next_offsets, self.positioner.cluster_id)
+        metrics.batch_committed(outcomes, to_apply, events, timings, time.perf_counter() - transaction_started)
         self.batches += 1
         log.info(
             "batch.committed",

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import asyncpg
 import structlog
 
+from newsflow import process_state
 from newsflow.adapters import postgres
 from newsflow.domain.events import RecordedEvent, registry
 
@@ -38,8 +39,11 @@ class LogReader:
         page_size: int = 500,
         poll_interval_s: float = 0.5,
         horizon: Horizon | None = None,
+        committed: Callable[[], None] | None = None,
     ) -> None:
+        """``committed`` is called after each page's transaction commits (what the handler appended is in the log)."""
         self.name = name
+        self.committed = committed
         self.pool = pool
         self.handler = handler
         self.page_size = page_size
@@ -67,6 +71,8 @@ class LogReader:
             await self.handler(conn, [registry.upcast(e) for e in events])
             await postgres.save_checkpoint(conn, self.name, events[-1].position)
             await conn.execute("SELECT pg_notify($1, $2)", postgres.CHECKPOINT_CHANNEL, self.name)
+        if self.committed is not None:
+            self.committed()
         return len(events)
 
     async def catch_up(self) -> int:
@@ -81,6 +87,7 @@ class LogReader:
         log.info("log_reader.started", reader=self.name)
         try:
             while not stop.is_set():
+                process_state.tick(self.name)
                 self._wake.clear()
                 applied = await self.catch_up()
                 if applied:
@@ -93,6 +100,7 @@ class LogReader:
                 stop_wait.cancel()
                 wake_wait.cancel()
         finally:
+            process_state.loop_ended(self.name)
             await self._let_go(listener)
             log.info("log_reader.stopped", reader=self.name)
 

@@ -36,7 +36,7 @@ from typing import Any
 import asyncpg
 import structlog
 
-from newsflow.adapters import postgres
+from newsflow.adapters import metrics, postgres
 from newsflow.domain import clusterer_settings, clustering, story_decisions
 from newsflow.domain.events import (
     ArticleAssignedToStory,
@@ -122,6 +122,7 @@ class StoryClusterer:
         self._pending: dict[str, _Version] = {}
         self._recorded: dict[int, _Recorded] = {}
         self._since_snapshot = 0
+        self._appended: list[NewEvent] = []  # the last page's decisions, counted once its transaction commits
 
     async def handle(self, conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
         """LogReader handler: decide, snapshot now and then, append the decisions (all in the reader's transaction)."""
@@ -129,6 +130,7 @@ class StoryClusterer:
         if checkpoint != self.position:
             await self.restore(conn, checkpoint)
         self.position = -1  # if this page fails half way, the next one restores first
+        self._appended = []
         decisions: list[NewEvent] = []
         for event in events:
             decisions.extend(await self._fold(conn, event))
@@ -138,6 +140,12 @@ class StoryClusterer:
         if decisions:
             await postgres.append(conn, decisions)  # takes the append lock: last, and briefly
         self.position = events[-1].position
+        self._appended = decisions
+
+    def committed(self) -> None:
+        """LogReader hook: the last page's transaction committed, so its decisions are in the log."""
+        metrics.events_appended(self._appended)
+        self._appended = []
 
     async def restore(self, conn: asyncpg.Connection, checkpoint: int) -> None:
         """Rebuild the in-memory state for ``checkpoint``: the latest usable snapshot, then the log after it.
