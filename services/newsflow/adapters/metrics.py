@@ -23,7 +23,7 @@ from typing import get_args
 from prometheus_client import Counter, Gauge, Histogram
 
 from newsflow.domain.contract import RejectionReason
-from newsflow.domain.events import ArticleReceived, NewEvent
+from newsflow.domain.events import ArticleReceived, NewEvent, registry
 from newsflow.domain.stages import Accepted, Outcome, Rejected
 
 STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -117,6 +117,8 @@ def initialize() -> None:
         STAGE_SECONDS.labels(stage)
     for kind in DECISION_KINDS.values():
         DECISIONS.labels(kind)
+    for event_type in registry.types():
+        EVENTS_APPENDED.labels(event_type)
 
 
 def service_seen(service: str) -> None:

@@ -41,6 +41,7 @@ class Probe:
         self.url = settings.writer_url()
         self.last = Reachability()
         self._conn: asyncpg.Connection | None = None
+        self._last_error: str | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
@@ -75,11 +76,15 @@ class Probe:
                 readers = await conn.fetch("SELECT name, position FROM newsflow.checkpoints")
                 stories = await conn.fetchval("SELECT count(*) FROM projection.stories")
                 stored = await postgres.load_offsets(conn, s.consumer_group, s.raw_topic)
-        except Exception as exc:
-            if not postgres.is_unavailable(exc):
-                raise
+        except Exception as exc:  # noqa: BLE001  (the probe reports; the services stop on what they cannot ride out)
+            # Another error (the writer role before the first migration, a wrong password) is logged when it
+            # first appears: the services meet it too, and stop the daemon if it persists.
+            if not postgres.is_unavailable(exc) and type(exc).__name__ != self._last_error:
+                log.warning("probe.database_error", error=type(exc).__name__)
+            self._last_error = type(exc).__name__
             await self._close()
             return None
+        self._last_error = None
         metrics.LOG_HEAD.set(head)
         for r in readers:
             metrics.READER_POSITION.labels(r["name"]).set(r["position"])

@@ -82,6 +82,10 @@ class EventRegistry:
         self._models[model.event_type] = model
         return model
 
+    def types(self) -> list[str]:
+        """Every registered event type, in name order."""
+        return sorted(self._models)
+
     def register_upcaster(self, event_type: str, from_version: int, fn: Upcaster) -> None:
         """``fn`` turns a payload of ``from_version`` into one of ``from_version + 1``."""
         self._upcasters[(event_type, from_version)] = fn
