@@ -178,8 +178,8 @@ def file_for(state_dir: Path, child_slot: int | None) -> Path:
 def summary(snapshots: dict[str, dict[str, Any]], broker_reachable: bool, database_reachable: bool) -> dict[str, Any]:
     """One readiness for the whole daemon (the worst of its processes and of what ``status`` could reach).
 
-    A daemon that runs a pipeline is ready only once its processes own partitions.
-    ``checks`` says which condition holds.
+    A daemon is ready only once it has migrated (its ``startup`` is over) and, if it runs a
+    pipeline, once its processes own partitions. ``checks`` says which condition holds.
     """
     processes = {name: {**snap, "readiness": readiness(snap)} for name, snap in snapshots.items()}
     running = [p for p in processes.values() if p["readiness"] not in ("gone", "stopped")]
@@ -195,7 +195,7 @@ def summary(snapshots: dict[str, dict[str, Any]], broker_reachable: bool, databa
         overall = "not running"
     elif "degraded" in live or not (broker_reachable and database_reachable):
         overall = "degraded"
-    elif "starting" in live or checks["partitions_assigned"] is False:
+    elif "starting" in live or not checks["migrations_applied"] or checks["partitions_assigned"] is False:
         overall = "starting"
     else:
         overall = "ready"
