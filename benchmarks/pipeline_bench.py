@@ -21,7 +21,10 @@ text (``benchmarks.stream``) through, and measures:
    ``projection.articles`` with a story;
 4. scaling (``--scaling``): two pipeline processes in one consumer group;
 5. clustering cost growth: ``OnlineClusterer.add`` with 1,000 vs ``--cluster-large``
-   articles already clustered.
+   articles already clustered;
+6. metrics cost (``--metrics-cost N``): N rounds of a throughput run with the metrics
+   endpoint off and one with it on (each service its own port and state directory,
+   scraped every ``SCRAPE_EVERY_S``), the order swapped every round.
 
 Progress goes to stderr; the LAST stdout line is the JSON summary, also written to
 ``<out-dir>/summary-<timestamp>.json`` and ``<out-dir>/bench-latest.json``.
@@ -39,11 +42,13 @@ import os
 import platform
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -157,18 +162,27 @@ class Service:
 
 
 class Services:
-    """``newsflow run <service>`` processes for one run; stopped with SIGTERM, then SIGKILL."""
+    """``newsflow run <service>`` processes for one run; stopped with SIGTERM, then SIGKILL.
 
-    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
+    With ``metrics`` each service serves its endpoint on a port of its own, with a state
+    directory of its own (a daemon empties its metric files when it starts).
+    """
+
+    def __init__(self, workdir: Path, env: dict[str, str], metrics: bool = False) -> None:
         self.workdir = workdir
         self.env = env
+        self.metrics_ports: dict[str, int] | None = {} if metrics else None
         self.items: list[Service] = []
         self._sampler: asyncio.Task[None] | None = None
         self.all_seen: set[tuple[int, int]] = set()
 
     def start(self, name: str, service: str, level: str = "warning") -> Service:
         log_path = self.workdir / f"{name}.log"
-        env = {**self.env, "NEWSFLOW_LOG_LEVEL": level}
+        env = {**self.env, "NEWSFLOW_LOG_LEVEL": level, "NEWSFLOW_METRICS_PORT": "0"}
+        if self.metrics_ports is not None:
+            self.metrics_ports[name] = _free_port()
+            env["NEWSFLOW_METRICS_PORT"] = str(self.metrics_ports[name])
+            env["NEWSFLOW_STATE_DIR"] = str(self.workdir / f"state-{name}")
         with open(log_path, "ab") as out:  # the child keeps its own descriptor
             proc = subprocess.Popen(
                 [str(NEWSFLOW), "run", service],
@@ -225,6 +239,31 @@ class Services:
     def cpu_s(self) -> dict[str, float]:
         self.sample()
         return {s.name: s.memory.cpu_s() for s in self.items}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+SCRAPE_EVERY_S = 5.0  # Prometheus in docker-compose.yml scrapes every 15 s: this is three times that load
+
+
+async def scrape_loop(ports: dict[str, int], scrapes: list[float]) -> None:
+    """GET every service's /metrics every ``SCRAPE_EVERY_S``, as Prometheus would; each scrape's seconds kept."""
+
+    def get(port: int) -> None:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            response.read()
+
+    while True:
+        for port in ports.values():
+            started = time.perf_counter()
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(get, port)
+                scrapes.append(time.perf_counter() - started)
+        await asyncio.sleep(SCRAPE_EVERY_S)
 
 
 def kill_leftovers(seen: set[tuple[int, int]]) -> None:
@@ -330,6 +369,7 @@ async def start_run(
     services_known: list[str],
     partitions: int,
     extra_env: dict[str, str] | None = None,
+    metrics: bool = False,
 ) -> Run:
     from newsflow.adapters import kafka
 
@@ -352,7 +392,7 @@ async def start_run(
         "NEWSFLOW_STATE_DIR": str(rundir / "state"),
         **(extra_env or {}),
     }
-    services = Services(rundir, env)
+    services = Services(rundir, env, metrics=metrics)
     logs = []
     separate = "clusterer" in services_known
     for i in range(pipelines):
@@ -955,6 +995,11 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 f"scaling: {one} articles/s with 1 pipeline process, {two} with 2 (×{scaling}), one stage worker each"
             )
 
+        # 6 (here, while the machine is as it was for the main run). Metrics on vs off, same stream.
+        metrics_cost = None
+        if args.metrics_cost:
+            metrics_cost = await metrics_cost_runs(args, pg, broker.bootstrap, workdir, stream, services_known, runs)
+
         # 5. clustering cost growth (pure, in a fresh process)
         cost = None
         if args.cluster_large > 0:
@@ -1022,6 +1067,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 else None,
             },
             "clustering_cost_growth": cost,
+            "metrics_cost": metrics_cost,
             "throughput_run": {k: v for k, v in tp.items() if k != "batches"}
             | {"batches": {k: v for k, v in tp["batches"].items() if k != "events_per_batch"}},
             "latency_run": latency,
@@ -1064,6 +1110,50 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             shutil.rmtree(workdir, ignore_errors=True)
     summary["duration_s"] = round(time.perf_counter() - started, 1)
     return summary
+
+
+async def metrics_cost_runs(
+    args: argparse.Namespace,
+    pg: Any,
+    bootstrap: str,
+    workdir: Path,
+    stream: Stream,
+    services_known: list[str],
+    runs: list[Run],
+) -> dict[str, Any]:
+    """Throughput with the metrics endpoint off and on, ``args.metrics_cost`` rounds, alternating which goes first."""
+    rates: dict[str, list[float]] = {"off": [], "on": []}
+    scrape_s: list[float] = []
+    for round_ in range(args.metrics_cost):
+        for mode in ("off", "on") if round_ % 2 == 0 else ("on", "off"):
+            name = f"metrics-{mode}-{round_ + 1}"
+            run = await start_run(
+                name, pg, bootstrap, workdir, stream, 1, services_known, args.partitions, metrics=mode == "on"
+            )
+            runs.append(run)
+            scraping = None
+            if run.services.metrics_ports:
+                scraping = asyncio.ensure_future(scrape_loop(run.services.metrics_ports, scrape_s))
+            try:
+                tp = await throughput_run(run, bootstrap, stream, args.stall_seconds, f"metrics {mode}")
+            finally:
+                if scraping is not None:
+                    scraping.cancel()
+            await run.services.stop()
+            rates[mode].append(tp["throughput_articles_per_s"])
+            progress(f"metrics {mode}, round {round_ + 1}: {tp['throughput_articles_per_s']} articles/s")
+    off, on = statistics.median(rates["off"]), statistics.median(rates["on"])
+    cost = round(100 * (off - on) / off, 1) if off else None
+    progress(f"metrics cost: {off} articles/s off, {on} on (median of {args.metrics_cost}): {cost} %")
+    return {
+        "rounds": args.metrics_cost,
+        "off_articles_per_s": rates["off"],
+        "on_articles_per_s": rates["on"],
+        "cost_pct_of_median": cost,
+        "scrape_every_s": SCRAPE_EVERY_S,
+        "scrapes": len(scrape_s),
+        "scrape_ms_p50": round(1000 * statistics.median(scrape_s), 1) if scrape_s else None,
+    }
 
 
 async def _repeat(fn: Any, every_s: float) -> None:
@@ -1133,6 +1223,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="articles per day in the pre-fill (stories go idle and are evicted after 365 days)",
     )
     p.add_argument("--stall-seconds", type=float, default=60.0, help="give up after this long without progress")
+    p.add_argument(
+        "--metrics-cost",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N rounds of throughput with the metrics endpoint off and on (scraped), same stream (default 0: skip)",
+    )
     p.add_argument("--profile", action="store_true", help="py-spy record the pipeline process tree")
     p.add_argument("--profile-seconds", type=float, default=30.0)
     p.add_argument(

@@ -193,6 +193,9 @@ async def test_readyz_and_healthz_say_what_status_says(run: Run) -> None:
     }
     status, alive = await get_json(run.port, "/healthz")
     assert status == 200 and alive["alive"] is True and alive["stuck_loops"] == {}
+    # Metric files come from the two daemon processes only, not from their stage workers.
+    writers = {int(m[1]) for f in (run.state_dir / "metrics").iterdir() if (m := re.search(r"_(\d+)\.db$", f.name))}
+    assert writers == {p["pid"] for p in ready["processes"].values()}
     parent_loops = alive["loops"]["health.json"]
     assert {"pipeline", "clusterer.stories", "projection.stories", "probe"} <= set(parent_loops), parent_loops
     assert set(alive["loops"]["health.child-1.json"]) == {"pipeline"}
