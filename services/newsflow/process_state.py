@@ -4,15 +4,15 @@ Each long-running loop ticks as it goes round (the pipeline's fetch loop, a log
 reader, a wait for the database, the probe); ``/healthz`` calls a loop that has
 not ticked for a while stuck. The pipeline says which partitions it owns, which
 ``/readyz`` and ``newsflow status`` need. One process, one set of loops: these
-are module-level, like the metrics they sit beside.
+are module-level, like the metrics they sit beside. Nothing here imports
+prometheus_client: ``newsflow status`` reads this through ``health`` before the
+daemon has chosen its metrics mode (``adapters.metric_files``).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-
-from newsflow.adapters import metrics
 
 _ticks: dict[str, float] = {}  # loop name -> monotonic time it last went round
 _partitions: list[int] | None = None  # None: no pipeline runs in this process
@@ -36,7 +36,6 @@ def assigned(partitions: Iterable[int] | None) -> None:
     """The raw-topic partitions this process's pipeline owns now (None: it stopped)."""
     global _partitions
     _partitions = None if partitions is None else sorted(partitions)
-    metrics.partitions_assigned(len(_partitions or ()))
 
 
 def partitions() -> list[int] | None:

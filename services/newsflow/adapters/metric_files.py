@@ -24,6 +24,10 @@ from newsflow.settings import Settings
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
+class MetricsPortInUse(Exception):
+    """The metrics endpoint cannot listen where it was told to (here, where the CLI can name it early)."""
+
+
 def directory(state_dir: Path) -> Path:
     return (state_dir / "metrics").resolve()
 

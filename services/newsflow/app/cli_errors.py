@@ -11,6 +11,7 @@ import asyncpg
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from newsflow.adapters import postgres
+from newsflow.adapters.metric_files import MetricsPortInUse
 from newsflow.redaction import mask, redacted_url
 from newsflow.settings import Settings
 
@@ -27,6 +28,8 @@ def explain(command: str, exc: BaseException, settings: Settings) -> str | None:
 
 
 def _explain(command: str, exc: BaseException, settings: Settings) -> str | None:
+    if isinstance(exc, MetricsPortInUse):
+        return str(exc)
     if isinstance(exc, KafkaConnectionError) or (isinstance(exc, KafkaError) and command in BROKER):
         return (
             f"cannot reach the Kafka broker at {settings.kafka_bootstrap} ({_said(exc)});\n"

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import asyncpg
 import structlog
 
-from newsflow.adapters import postgres
+from newsflow.adapters import metrics, postgres
 from newsflow.app import dead_members, endpoint, outages
 from newsflow.app.health import Health, file_for
 from newsflow.ingest.stage_runner import StageRunner
@@ -107,6 +107,7 @@ async def _keep_child(settings: Settings, env: dict[str, str], slot: int, stop: 
             return
         restarts += 1
         health.child_exited(slot, child.returncode)
+        metrics.child_restarted(child.pid)
         ran_s = time.monotonic() - started
         log.warning(
             "daemon.pipeline_process_exited", slot=slot, pid=child.pid, returncode=child.returncode, restarts=restarts

@@ -137,9 +137,9 @@ async def serving(settings: Settings, own: Health, stop: asyncio.Event) -> Async
             settings.metrics_host, settings.metrics_port, app, server_class=_Server, handler_class=_QuietHandler
         )
     except OSError as exc:
-        raise OSError(
-            f"cannot serve metrics on {settings.metrics_host}:{settings.metrics_port} ({exc.strerror});"
-            " set NEWSFLOW_METRICS_PORT to a free port, or 0 to turn the endpoint off"
+        raise metric_files.MetricsPortInUse(
+            f"cannot serve metrics on {settings.metrics_host}:{settings.metrics_port} ({exc.strerror});\n"
+            "  set NEWSFLOW_METRICS_PORT to a free port, or to 0 to turn the endpoint off"
         ) from exc
     metrics.build_info()
     metrics.initialize()

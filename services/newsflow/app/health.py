@@ -27,7 +27,6 @@ from typing import Any
 import structlog
 
 from newsflow import process_state
-from newsflow.adapters import metrics
 
 log = structlog.get_logger(__name__)
 
@@ -78,11 +77,9 @@ class Health:
 
     def service(self, name: str, state: str, error: BaseException | None = None, restarted: bool = False) -> None:
         current = self.services.setdefault(name, ServiceHealth())
-        metrics.service_seen(name)
         current.restarts += restarted
         if state == WAITING and current.state != WAITING:
             current.outages += 1
-            metrics.outage(name)
         if error is not None:
             current.last_error = type(error).__name__
         if state != current.state:
@@ -108,7 +105,6 @@ class Health:
         child = self.children.setdefault(slot, ChildHealth())
         child.running, child.last_exit, child.since = False, returncode, _now()
         child.restarts += 1
-        metrics.child_restarted(child.pid)
         self.write()
 
     def readiness(self) -> str:

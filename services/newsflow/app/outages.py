@@ -20,7 +20,7 @@ from typing import TypeVar
 import structlog
 
 from newsflow import process_state
-from newsflow.adapters import postgres
+from newsflow.adapters import metrics, postgres
 from newsflow.app.health import RUNNING, WAITING, Health
 
 log = structlog.get_logger(__name__)
@@ -45,6 +45,7 @@ async def wait_for_database(url: str, stop: asyncio.Event, service: str, error: 
     """Return once PostgreSQL answers at ``url`` (or ``stop`` is set), logging the outage once."""
     started = time.monotonic()
     log.warning("db.unavailable", service=service, error=type(error).__name__ if error else None)
+    metrics.outage(service)
     attempt = 0
     try:
         while not stop.is_set():
@@ -80,6 +81,7 @@ async def until_stopped(
     ``health`` hears each state: running, waiting for the database, running again.
     """
     health = health or Health(None)
+    metrics.service_seen(service)
     starts = 0
     while not stop.is_set():
         health.service(service, RUNNING, restarted=starts > 0)

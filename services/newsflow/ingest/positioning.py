@@ -101,7 +101,12 @@ class Positioner:
     def revoke(self, partitions: Iterable[TopicPartition]) -> None:
         for tp in partitions:
             self.expected.pop(tp.partition, None)
+        self._announce()
+
+    def _announce(self) -> None:
+        """The partitions this process owns now, for its health snapshot and the metrics."""
         process_state.assigned(self.expected)
+        metrics.partitions_assigned(len(self.expected))
 
     async def position(self, consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition]) -> None:
         """Seek each partition to its stored offset, or reset it safely (and record why)."""
@@ -158,7 +163,7 @@ class Positioner:
             await postgres.append(conn, resets)
             await postgres.save_offsets(conn, s.consumer_group, s.raw_topic, rewrite, self.cluster_id)
         metrics.events_appended(resets)
-        process_state.assigned(self.expected)
+        self._announce()
         log.info("partitions.assigned", positions=dict(sorted(self.expected.items())), cluster_id=self.cluster_id)
 
 

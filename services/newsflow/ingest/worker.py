@@ -125,6 +125,7 @@ class PipelineWorker:
         finally:
             process_state.loop_ended("pipeline")
             process_state.assigned(None)
+            metrics.partitions_assigned(0)
             await self.in_flight.close()
             await consumer.stop()
             await self.producer.stop()
