@@ -130,7 +130,7 @@ async def serving(settings: Settings, own: Health, stop: asyncio.Event) -> Async
     if not settings.metrics_port:
         yield
         return
-    reach = probe.Probe(settings)
+    reach = probe.Probe(settings, own)
     app = application(Judge(settings, own, reach), asyncio.get_running_loop(), metrics_registry())
     try:
         server = make_server(

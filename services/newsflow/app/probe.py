@@ -20,6 +20,7 @@ import structlog
 from newsflow import process_state
 from newsflow.adapters import metrics, postgres
 from newsflow.app import outages, status
+from newsflow.app.health import Health
 from newsflow.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -36,8 +37,10 @@ class Reachability:
 
 
 class Probe:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, own: Health) -> None:
+        """``own``: the daemon's health; while it is still migrating, the writer role may not exist yet."""
         self.settings = settings
+        self.own = own
         self.url = settings.writer_url()
         self.last = Reachability()
         self._conn: asyncpg.Connection | None = None
@@ -77,11 +80,12 @@ class Probe:
                 stories = await conn.fetchval("SELECT count(*) FROM projection.stories")
                 stored = await postgres.load_offsets(conn, s.consumer_group, s.raw_topic)
         except Exception as exc:  # noqa: BLE001  (the probe reports; the services stop on what they cannot ride out)
-            # Another error (the writer role before the first migration, a wrong password) is logged when it
-            # first appears: the services meet it too, and stop the daemon if it persists.
-            if not postgres.is_unavailable(exc) and type(exc).__name__ != self._last_error:
+            # Another error (a wrong password, the writer role before the first migration) is logged when it
+            # first appears after the start: the services meet it too, and stop the daemon if it persists.
+            migrating = "startup" in self.own.services
+            if not (postgres.is_unavailable(exc) or migrating) and type(exc).__name__ != self._last_error:
                 log.warning("probe.database_error", error=type(exc).__name__)
-            self._last_error = type(exc).__name__
+            self._last_error = None if migrating else type(exc).__name__
             await self._close()
             return None
         self._last_error = None
