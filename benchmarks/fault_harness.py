@@ -72,6 +72,7 @@ class Daemon:
             "NEWSFLOW_LOG_LEVEL": "warning",
             "NEWSFLOW_BATCH_TIMEOUT_MS": "100",
             "NEWSFLOW_POLL_INTERVAL_S": "0.2",
+            "NEWSFLOW_METRICS_PORT": "0",  # beside a `make run` on the default port
             **(extra_env or {}),
         }
         self.process: subprocess.Popen[bytes] | None = None
