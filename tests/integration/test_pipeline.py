@@ -129,18 +129,20 @@ async def test_changed_content_for_the_same_url_is_a_revision_and_views_follow_i
         "ArticleCleaned",
         "ArticleLanguageDetected",
         "ArticleDedupKeyed",
+        "ArticleEmbedded",
         "ArticleEntitiesExtracted",
         "ArticleReceived",
         "ArticleRevised",
         "ArticleCleaned",
         "ArticleLanguageDetected",
         "ArticleDedupKeyed",
+        "ArticleEmbedded",
         "ArticleEntitiesExtracted",
     ]
-    revised = types[6]["payload"]
+    revised = types[7]["payload"]
     assert revised["revision"] == 2
     assert revised["previous_content_sha256"] == types[0]["payload"]["content_sha256"]
-    assert revised["content_sha256"] == types[5]["payload"]["content_sha256"]
+    assert revised["content_sha256"] == types[6]["payload"]["content_sha256"]
     assert title == "Port strike ends after nine days"
 
 

@@ -66,7 +66,7 @@ def duplicate_event(o: stages.Accepted) -> NewEvent:
     return NewEvent.of(o.stream_id, payload, {})
 
 
-STAGE_TYPES = ["ArticleReceived", "ArticleCleaned", "ArticleLanguageDetected", "ArticleDedupKeyed"]
+STAGE_TYPES = ["ArticleReceived", "ArticleCleaned", "ArticleLanguageDetected", "ArticleDedupKeyed", "ArticleEmbedded"]
 
 
 def test_a_new_version_puts_dedup_events_just_before_entities() -> None:
@@ -74,9 +74,9 @@ def test_a_new_version_puts_dedup_events_just_before_entities() -> None:
     dup = duplicate_event(o)
     events = version_events(o, Verdict("new", 1), [dup])
     assert [e.type for e in events] == [*STAGE_TYPES, "ArticleDuplicateDetected", "ArticleEntitiesExtracted"]
-    assert events[:4] == o.events[:4]
-    assert events[4] is dup
-    assert events[5] is o.events[4]
+    assert events[:5] == o.events[:5]
+    assert events[5] is dup
+    assert events[6] is o.events[5]
 
 
 def test_a_new_version_without_dedup_events_keeps_the_stage_events() -> None:

@@ -70,16 +70,17 @@ def test_clean_record_emits_the_stage_events_in_order_on_the_article_stream() ->
         "ArticleCleaned",
         "ArticleLanguageDetected",
         "ArticleDedupKeyed",
+        "ArticleEmbedded",
     ]
     assert {e.stream_id for e in result.events} == {stream}
-    assert len({e.event_id for e in result.events}) == 4
+    assert len({e.event_id for e in result.events}) == 5
     received = result.event("ArticleReceived")
     assert received.payload["content_sha256"] == result.content_sha256
     assert received.payload["message"] == msg.model_dump(mode="json", exclude_none=True)
 
 
 def test_clean_record_chains_causation() -> None:
-    received, cleaned_event, language, keyed = accepted(seed_message(SEED)).events
+    received, cleaned_event, language, keyed, embedded = accepted(seed_message(SEED)).events
     assert received.metadata == {"causation": kafka_causation()}
     assert cleaned_event.metadata == {
         "causation": {"kind": "event", "event_id": str(received.event_id)},
@@ -88,6 +89,7 @@ def test_clean_record_chains_causation() -> None:
     by_cleaned = {"causation": {"kind": "event", "event_id": str(cleaned_event.event_id)}}
     assert language.metadata == by_cleaned
     assert keyed.metadata == by_cleaned
+    assert embedded.metadata == by_cleaned
 
 
 def test_clean_record_rejects_a_message_of_only_chrome() -> None:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-CLUSTERER_VERSION = "5"
+CLUSTERER_VERSION = "6"
 
 
 @dataclass(frozen=True)
 class ClustererSettings:
     """The fixed settings (chosen on the dev sets, docs/stories.md); tests and experiments may pass others."""
 
-    threshold: float = 0.17  # join the best story when its score reaches this, else start a new story
+    threshold: float = 0.23  # join the best story when its score reaches this, else start a new story
     merge_threshold: float = 0.30  # other candidate stories scoring this high are merged into the joined one
     title_rep: int = 2  # title tokens count this many times
     lead_tokens: int = 0  # the first body tokens count once more (0 = off)
@@ -42,6 +42,14 @@ class ClustererSettings:
     archive_days: float = 730.0
     archive_max: int = 10_000
     archive_terms: int = 10
+    # The dense signal (ArticleEmbedded; docs/stories.md "The dense signal"), both parts off at 0:
+    # score += w_dense · (cos(article, story's mean vector) − dense_center); in a language none of
+    # the story's members has, a cosine of cross_threshold is worth the join threshold. Vectors are
+    # compared after their language's mean is taken out: sum / (count + center_shrink).
+    w_dense: float = 0.3
+    dense_center: float = 0.2
+    cross_threshold: float = 0.2
+    center_shrink: float = 1.0
 
 
 SETTINGS = ClustererSettings()

@@ -24,6 +24,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import numpy as np
+
 from newsflow.domain import story_terms
 from newsflow.domain.clusterer_settings import SETTINGS, ClustererSettings
 from newsflow.domain.entities import fold
@@ -37,6 +39,7 @@ class ArticleInput:
     entities: tuple[str, ...]
     at: datetime
     language: str
+    vector: tuple[float, ...] | None = None  # the unit vector of ArticleEmbedded, when the log has one
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,10 @@ class _Story:
     keys: set[str] = field(default_factory=set)
     titles: dict[str, float] = field(default_factory=dict)  # sum of the members' unit title vectors
     title_norm: float = 0.0
+    # Sum of the members' unit dense vectors (None: no member had one) and the members' languages.
+    # Defaults on the class: a story pickled before these fields existed reads them as None.
+    dense: np.ndarray | None = None
+    languages: frozenset[str] | None = None
 
 
 def _cos(a: dict[str, float], b: dict[str, float]) -> float:
@@ -85,6 +92,12 @@ class OnlineClusterer:
         self.archive: dict[str, _Story] = {}
         self._archive_index: dict[str, set[str]] = {}
         self._archive_age: list[tuple[datetime, str]] = []  # heap of (last seen, id); entries of merged ones skipped
+        self._language_sums: dict[str, tuple[np.ndarray, int]] = {}  # sum and count of the raw vectors
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """A snapshot taken before the dense signal existed restores with no language means yet."""
+        self.__dict__.update(state)
+        self.__dict__.setdefault("_language_sums", {})
 
     def _evict(self) -> None:
         """Forget stories idle for longer than the window (their ids stay valid in the log; they just stop being candidates).
@@ -155,8 +168,24 @@ class OnlineClusterer:
         norm = math.sqrt(sum(v * v for v in vec.values())) or 1.0
         return {t: v / norm for t, v in sorted(vec.items())}
 
-    def _observe(self, a: ArticleInput) -> tuple[tuple[str, ...], dict[str, float], dict[str, float]]:
-        """Count the article into the document frequencies; its folded entities, vector and title vector."""
+    def _centered(self, vector: tuple[float, ...], language: str) -> np.ndarray | None:
+        """The article's dense vector minus its language's mean (shrunk towards zero while few are seen), as a unit vector.
+
+        Texts in one language share a direction whatever they say; removing it leaves what
+        they are about, which is what a report in another language can share.
+        """
+        raw = np.asarray(vector)
+        total, count = self._language_sums.get(language, (np.zeros(len(raw)), 0))
+        total, count = total + raw, count + 1
+        self._language_sums[language] = (total, count)
+        centered = raw - total / (count + self.s.center_shrink)
+        norm = float(np.linalg.norm(centered))
+        return centered / norm if norm > 0 else None
+
+    def _observe(
+        self, a: ArticleInput
+    ) -> tuple[tuple[str, ...], dict[str, float], dict[str, float], np.ndarray | None]:
+        """Count the article into the document frequencies; its folded entities, vector, title vector and dense vector."""
         if self._clock is None or a.at > self._clock:
             self._clock = a.at
         ents = tuple(sorted({k for k in (fold(e) for e in a.entities) if k}))
@@ -165,7 +194,8 @@ class OnlineClusterer:
         self.n_docs += 1
         self.df.update(counts.keys())
         title = self._vector(Counter(title_tokens)) if self.s.w_title > 0 else {}
-        return ents, self._vector(counts), title
+        dense = self._centered(a.vector, a.language) if a.vector is not None else None
+        return ents, self._vector(counts), title, dense
 
     def place(self, a: ArticleInput, story_id: str, merged: tuple[str, ...] = ()) -> None:
         """Apply a decision taken earlier (read back from the log) instead of deciding again.
@@ -174,7 +204,7 @@ class OnlineClusterer:
         decision, so a clusterer rebuilt from recorded decisions continues like
         the one that recorded them, even after its code (version) changed.
         """
-        ents, vec, title = self._observe(a)
+        ents, vec, title, dense = self._observe(a)
         if story_id not in self.stories:
             self.stories[story_id] = _Story(story_id)
         story = self.stories[story_id]
@@ -182,24 +212,25 @@ class OnlineClusterer:
             other = self._take(o) if o != story_id else None
             if other is not None:
                 self._merge(story, other)
-        self._join(story, vec, title, ents, a.at)
+        self._join(story, vec, title, ents, dense, a)
         self._evict()
 
     def add(self, a: ArticleInput, new_story_id: str | None = None) -> Decision:
         """Decide the article's story. A story it starts gets ``new_story_id`` (default: the article's id)."""
         s = self.s
-        ents, vec, title = self._observe(a)
+        ents, vec, title, dense = self._observe(a)
         top = _top(vec, s.top_terms)
         candidates: set[str] = set()
         for t in top + _top(title, s.title_keys):
             candidates |= self._index.get(t, set())
+        use_dense = s.w_dense > 0 or s.cross_threshold > 0
         scored: list[tuple[float, str]] = []
         for sid in sorted(candidates):
             story = self.stories[sid]
             gap = _days_outside(a.at, story.first, story.last)
             if gap > s.window_days:
                 continue
-            scored.append((self._score(vec, title, story, gap), sid))
+            scored.append((self._score(vec, title, dense if use_dense else None, a.language, story, gap), sid))
         scored.sort(key=lambda x: (-x[0], x[1]))
         if scored and scored[0][0] >= s.threshold:
             score, sid = scored[0]
@@ -226,7 +257,7 @@ class OnlineClusterer:
             other = self._take(o)
             assert other is not None
             self._merge(story, other)
-        self._join(story, vec, title, ents, a.at)
+        self._join(story, vec, title, ents, dense, a)
         self._evict()
         return Decision(
             a.article_id, sid, started, round(score, 4), shared, tuple(why), merged, tuple(sorted(background))
@@ -263,7 +294,15 @@ class OnlineClusterer:
             o.story_id for o in pool if _cos(combined, o.centroid) / (norm * (o.norm or 1.0)) >= s.remerge_threshold
         }
 
-    def _score(self, vec: dict[str, float], title: dict[str, float], story: _Story, gap_days: float) -> float:
+    def _score(
+        self,
+        vec: dict[str, float],
+        title: dict[str, float],
+        dense: np.ndarray | None,
+        language: str,
+        story: _Story,
+        gap_days: float,
+    ) -> float:
         s = self.s
         sim = _cos(vec, story.centroid) / (story.norm or 1.0)
         if s.w_centroid < 1.0:
@@ -272,13 +311,41 @@ class OnlineClusterer:
         if title and story.titles:
             # A page whose body is mostly chrome, a gallery or a digest still has the event in its title.
             sim = max(sim, s.w_title * _cos(title, story.titles) / (story.title_norm or 1.0))
+        if dense is not None and story.dense is not None:
+            sim = self._with_dense(
+                sim, float(dense @ story.dense) / (float(np.linalg.norm(story.dense)) or 1.0), language, story
+            )
         time_factor = s.time_floor + (1 - s.time_floor) * math.exp(-(gap_days**2) / (2 * s.sigma_days**2))
         return sim * time_factor
 
+    def _with_dense(self, sim: float, cos: float, language: str, story: _Story) -> float:
+        """The term similarity with the dense cosine added; in another language, the dense path alone may join.
+
+        ``w_dense · (cos − dense_center)``: same-language texts have a high cosine even when
+        unrelated, so only what exceeds ``dense_center`` counts. An article in a language none
+        of the story's members has shares few terms with it: there a cosine of ``cross_threshold``
+        is worth the join threshold, and more is worth more.
+        """
+        s = self.s
+        sim += s.w_dense * (cos - s.dense_center)
+        if s.cross_threshold > 0 and story.languages and language not in story.languages:
+            sim = max(sim, s.threshold + cos - s.cross_threshold)
+        return sim
+
     def _join(
-        self, story: _Story, vec: dict[str, float], title: dict[str, float], ents: tuple[str, ...], at: datetime
+        self,
+        story: _Story,
+        vec: dict[str, float],
+        title: dict[str, float],
+        ents: tuple[str, ...],
+        dense: np.ndarray | None,
+        a: ArticleInput,
     ) -> None:
         s = self.s
+        at = a.at
+        if dense is not None:
+            story.dense = dense if story.dense is None else story.dense + dense
+        story.languages = frozenset({*(story.languages or ()), a.language})
         _add(story.centroid, vec)
         _add(story.titles, title)
         self._trim(story)
@@ -313,6 +380,9 @@ class OnlineClusterer:
         story.title_norm = math.sqrt(sum(v * v for v in story.titles.values()))
 
     def _merge(self, into: _Story, other: _Story) -> None:
+        if other.dense is not None:
+            into.dense = other.dense if into.dense is None else into.dense + other.dense
+        into.languages = frozenset({*(into.languages or ()), *(other.languages or ())})
         _add(into.centroid, other.centroid)
         _add(into.titles, other.titles)
         self._trim(into)

@@ -266,6 +266,23 @@ class ArticleDedupKeyed(EventPayload):
 
 
 @registry.register
+class ArticleEmbedded(EventPayload):
+    """The multilingual text signal of one article version (newsflow.domain.article_vectors).
+
+    ``vector`` is the unit vector of the title and lead as base64 of ``dims`` little-endian
+    float16s; the story clusterer compares it across languages. A version without this event
+    (written before the stage existed) is clustered on its terms alone.
+    """
+
+    event_type: ClassVar[str] = "ArticleEmbedded"
+    article_id: uuid.UUID
+    stage_version: str
+    model: str
+    dims: int
+    vector: str
+
+
+@registry.register
 class ArticleDuplicateDetected(EventPayload):
     """This article repeats an earlier one. The first-seen article stays canonical.
 

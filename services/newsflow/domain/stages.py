@@ -1,6 +1,6 @@
 """The stage sequence, one definition for the worker, ``newsflow inspect`` and ``newsflow reprocess``.
 
-decode (contract) → clean → language → dedup key → entities. The first four are
+decode (contract) → clean → language → dedup key → vector → entities. The first five are
 cheap and run together (``decode_record``, then ``enrich`` in a stage worker);
 entities are expensive and run last, once per distinct text (the ingest entity
 plan decides whether to run the model or reuse a copy's result). Each stage's
@@ -15,12 +15,13 @@ import uuid
 from collections.abc import Collection
 from dataclasses import dataclass, replace
 
-from newsflow.domain import dedup, entities, language
+from newsflow.domain import article_vectors, dedup, entities, language
 from newsflow.domain.cleaning import cleaner
 from newsflow.domain.contract import CONTRACT_VERSION, RawArticleV1, Rejection, decode_raw_message
 from newsflow.domain.events import (
     ArticleCleaned,
     ArticleDedupKeyed,
+    ArticleEmbedded,
     ArticleEntitiesExtracted,
     ArticleLanguageDetected,
     ArticleReceived,
@@ -139,6 +140,7 @@ class Enriched:
     cleaned: cleaner.Cleaned
     language: language.Language
     dedup_key: dedup.DedupKey
+    vector: article_vectors.Vector
 
 
 def clean(msg: RawArticleV1, learned: Collection[str] = ()) -> cleaner.Cleaned | cleaner.CleaningFailure:
@@ -154,12 +156,21 @@ def key_text(text: str) -> dedup.DedupKey:
     return dedup.dedup_key(text)
 
 
+def embed_text(title: str | None, text: str) -> article_vectors.Vector:
+    return article_vectors.embed(title, text)
+
+
 def enrich(msg: RawArticleV1, learned: Collection[str] = ()) -> Enriched | cleaner.CleaningFailure:
-    """The cheap stages in their order: clean, then the language and the dedup key of the clean text."""
+    """The cheap stages in their order: clean, then the language, dedup key and vector of the clean text."""
     cleaned = clean(msg, learned)
     if isinstance(cleaned, cleaner.CleaningFailure):
         return cleaned
-    return Enriched(cleaned, detect_language(cleaned.title, cleaned.text), key_text(cleaned.text))
+    return Enriched(
+        cleaned,
+        detect_language(cleaned.title, cleaned.text),
+        key_text(cleaned.text),
+        embed_text(cleaned.title, cleaned.text),
+    )
 
 
 def find_entities(text: str, language_code: str) -> entities.Entities:
@@ -210,6 +221,16 @@ def dedup_payload(article_id: uuid.UUID, key: dedup.DedupKey) -> ArticleDedupKey
         shingle_count=key.shingle_count,
         signature=base64.b64encode(key.signature).decode("ascii"),
         bands=list(key.bands),
+    )
+
+
+def vector_payload(article_id: uuid.UUID, vector: article_vectors.Vector) -> ArticleEmbedded:
+    return ArticleEmbedded(
+        article_id=article_id,
+        stage_version=article_vectors.STAGE_VERSION,
+        model=article_vectors.MODEL,
+        dims=len(vector),
+        vector=article_vectors.encode(vector),
     )
 
 
@@ -266,6 +287,7 @@ def clean_record(
         stream, language_payload(article_id, result.language, msg.language), caused_by(cleaned_event.event_id)
     )
     keyed_event = NewEvent.of(stream, dedup_payload(article_id, result.dedup_key), caused_by(cleaned_event.event_id))
+    vector_event = NewEvent.of(stream, vector_payload(article_id, result.vector), caused_by(cleaned_event.event_id))
     return Accepted(
         record=record,
         article_id=article_id,
@@ -275,7 +297,7 @@ def clean_record(
         source=msg.source,
         chrome_candidates=list(result.cleaned.chrome_candidates),
         dedup_key=result.dedup_key,
-        events=[received, cleaned_event, language_event, keyed_event],
+        events=[received, cleaned_event, language_event, keyed_event, vector_event],
     )
 
 

@@ -23,22 +23,34 @@ Data read in place under ``story-clusters/``:
   of the file name); the 11 small "noise" groups keep their own labels.
 - ``wikinewssum-en-sample``: weak labels (sources cited by one Wikinews report),
   no source dates (one time for all; order by sha1 of the URL).
+
+Multilingual, read from ``langid/babel-briefings-sample`` beside ``story-clusters/`` and from the
+package:
+
+- Babel Briefings: each non-English headline (with its description) and its English translation
+  must share a story, apart from every other headline; 30 languages, a dozen scripts. The
+  " - <outlet>" suffix both copies carry is cut. Dev: odd ``ID``s; test: even ones.
+- ``multilingual_reports.json``: short reports of six invented events in en/fr/es/de/it/pt,
+  written for this evaluation, and five unrelated ones.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import html
 import json
+import re
 import math
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from newsflow.domain import clusterer_settings, clustering, entities, story_terms
+from newsflow.domain import article_vectors, clusterer_settings, clustering, entities, story_terms
 from newsflow.domain.cleaning.cleaner import Cleaned, clean_article
 from newsflow.domain.contract import RawArticleV1
 
@@ -137,7 +149,8 @@ def _article(
     text = cleaned.text if isinstance(cleaned, Cleaned) else body
     title = cleaned.title if isinstance(cleaned, Cleaned) else title
     found = entities.extract(text, language).entities
-    return clustering.ArticleInput(article_id, title, text, tuple(e["name"] for e in found), at, language)
+    vector = article_vectors.decode(article_vectors.encode(article_vectors.embed(title, text)))  # as the log holds it
+    return clustering.ArticleInput(article_id, title, text, tuple(e["name"] for e in found), at, language, vector)
 
 
 def _sha(key: str) -> str:
@@ -260,6 +273,55 @@ def load_wikinewssum(root: Path) -> Dataset:
     )
 
 
+_OUTLET_SUFFIX = re.compile(r"\s+[-–|]\s+[^-–|]{1,60}$")
+
+
+def _headline(title: str) -> str:
+    return _OUTLET_SUFFIX.sub("", html.unescape(title)).strip()
+
+
+def load_babel(root: Path) -> Dataset:
+    rows = json.loads((root / "sample_articles.json").read_text(encoding="utf-8"))
+    items: list[tuple[datetime, str, clustering.ArticleInput]] = []
+    for r in rows:
+        at = datetime.fromisoformat(r["publishedAt"].replace("Z", "+00:00"))
+        versions = [(r["language"], r["title"], r.get("description"))]
+        if r["language"] != "en" and r.get("en-title"):
+            versions.append(("en", r["en-title"], r.get("en-description")))
+        for n, (lang, title, description) in enumerate(versions):
+            head = _headline(title)
+            body = html.unescape(description or "") or head
+            url = f"https://babel.invalid/{r['ID']}/{n}"
+            items.append((at, _sha(url), _article(url, head, body, at, lang, url, r["source-name"] or "babel")))
+    items.sort(key=lambda x: (x[0], x[1]))
+    inputs = [a for *_, a in items]
+    return Dataset(
+        "babel_briefings",
+        inputs,
+        [a.article_id.split("/")[3] for a in inputs],
+        note="each non-English headline + description beside its English translation; 30 languages",
+    )
+
+
+def load_reports() -> Dataset:
+    """The multilingual reports written for this evaluation (package data)."""
+    text = resources.files("newsflow.evaluation").joinpath("multilingual_reports.json").read_text(encoding="utf-8")
+    rows = sorted(json.loads(text)["reports"], key=lambda r: (r["at"], r["id"]))
+    inputs = [
+        _article(
+            r["id"],
+            r["title"],
+            r["text"],
+            datetime.fromisoformat(r["at"]),
+            r["language"],
+            f"https://reports.invalid/{r['id']}",
+            "reports",
+        )
+        for r in rows
+    ]
+    return Dataset("own_multilingual_reports", inputs, [r["story"] for r in rows], note="written for newsflow")
+
+
 def load_all(clusters_dir: Path) -> list[Dataset]:
     return [
         load_giveme(clusters_dir / "giveme5w1h-news-cluster"),
@@ -323,8 +385,18 @@ def score(ds: Dataset) -> dict[str, Any]:
     return out
 
 
+def babel_halves(babel: Dataset) -> tuple[Dataset, Dataset]:
+    """Dev (odd ``ID``s) and test (even ones)."""
+    odd = [i for i, g in enumerate(babel.gold) if int(g) % 2]
+    even = [i for i, g in enumerate(babel.gold) if int(g) % 2 == 0]
+    return _subset(babel, odd, "babel_dev"), _subset(babel, even, "babel_test")
+
+
 def evaluate(clusters_dir: Path) -> dict[str, Any]:
+    """The monolingual sets under ``clusters_dir`` and the multilingual ones (Babel Briefings from
+    ``clusters_dir/../langid`` when it is there, and the package's own reports)."""
     giveme, *others = load_all(clusters_dir)
+    babel_dir = clusters_dir.parent / "langid" / "babel-briefings-sample"
     ev = [int(g) for g in giveme.gold]
     tight = [i for i, e in enumerate(ev) if e in TIGHT_EVENTS]
     results: dict[str, Any] = {
@@ -337,4 +409,11 @@ def evaluate(clusters_dir: Path) -> dict[str, Any]:
     }
     for ds in others:
         results[ds.name] = score(ds)
+    if babel_dir.is_dir():
+        babel = load_babel(babel_dir)
+        dev, test = babel_halves(babel)
+        results["babel_briefings"] = score(babel)
+        results["babel_briefings_dev_odd_ids"] = score(dev)
+        results["babel_briefings_test_even_ids"] = score(test)
+    results["own_multilingual_reports"] = score(load_reports())
     return results

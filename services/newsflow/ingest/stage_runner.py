@@ -124,15 +124,16 @@ def _within_budget(budget_s: float, fn: Callable[..., T], args: Sequence[Any], k
 
 
 def _warm_up() -> None:
-    """Import the stage code, load the language and entity models and run the cheap stages once.
+    """Import the stage code, load the language, entity and vector models and run the cheap stages once.
 
     A first message would otherwise pay for lazy loads (the language model
     alone is about half a second of CPU) out of its own budget.
     """
-    from newsflow.domain import entities, stages
+    from newsflow.domain import article_vectors, entities, stages
     from newsflow.domain.contract import RawArticleV1
 
     entities.warm_up()
+    article_vectors.warm_up()
     sample = {"url": "https://warm-up.invalid/", "source": "warm-up", "fetched_at": "2000-01-01T00:00:00+00:00"}
     stages.enrich(RawArticleV1.model_validate({**sample, "text": "The stage worker reads one article first."}))
     page = "<html><body><article><p>The stage worker reads one page first.</p></article></body></html>"

@@ -37,11 +37,12 @@ import asyncpg
 import structlog
 
 from newsflow.adapters import metrics, postgres
-from newsflow.domain import clusterer_settings, clustering, story_decisions
+from newsflow.domain import article_vectors, clusterer_settings, clustering, story_decisions
 from newsflow.domain.events import (
     ArticleAssignedToStory,
     ArticleCleaned,
     ArticleDuplicateDetected,
+    ArticleEmbedded,
     ArticleEntitiesExtracted,
     ArticleLanguageDetected,
     ArticleNormalized,
@@ -56,13 +57,14 @@ log = structlog.get_logger(__name__)
 
 READER = "clusterer.stories"
 STORY_OF_CACHE = 100_000  # article → story answers kept in memory; older ones come from the log
-_INPUT_TYPES = (
+_VERSION_TYPES = (  # what the clusterer reads of a version before the event that closes it
     ArticleCleaned.event_type,
     ArticleNormalized.event_type,
     ArticleLanguageDetected.event_type,
+    ArticleEmbedded.event_type,
     ArticleDuplicateDetected.event_type,
-    ArticleEntitiesExtracted.event_type,
 )
+_INPUT_TYPES = (*_VERSION_TYPES, ArticleEntitiesExtracted.event_type)
 
 
 @dataclass
@@ -75,6 +77,7 @@ class _Version:
     language: str = "und"
     duplicate_of: str | None = None
     similarity: float = 1.0
+    vector: article_vectors.Vector | None = None  # None: logged before the vector stage existed
 
 
 @dataclass(frozen=True)
@@ -285,6 +288,7 @@ def _input(article_id: str, version: _Version, entities: tuple[str, ...]) -> clu
         entities=entities,
         at=version.at,
         language=version.language,
+        vector=version.vector,
     )
 
 
@@ -347,6 +351,8 @@ def _note(pending: dict[str, _Version], event: RecordedEvent) -> None:
         return
     if event.type == ArticleLanguageDetected.event_type:
         version.language = p["code"]
+    elif event.type == ArticleEmbedded.event_type:
+        version.vector = article_vectors.decode(p["vector"])
     elif event.type == ArticleDuplicateDetected.event_type:
         version.duplicate_of, version.similarity = p["canonical_article_id"], float(p["similarity"])
 
@@ -355,6 +361,6 @@ async def _version_from_log(conn: asyncpg.Connection, closing: RecordedEvent) ->
     """The article version that ``closing`` ends, read back from its stream (only events before it)."""
     stream = article_stream(uuid.UUID(closing.payload["article_id"]))
     pending: dict[str, _Version] = {}
-    for event in await postgres.read_stream_before(conn, stream, closing.position, _INPUT_TYPES[:4]):
+    for event in await postgres.read_stream_before(conn, stream, closing.position, _VERSION_TYPES):
         _note(pending, registry.upcast(event))
     return pending.get(closing.payload["article_id"])
