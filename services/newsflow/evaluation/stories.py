@@ -40,8 +40,8 @@ import csv
 import hashlib
 import html
 import json
-import re
 import math
+import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
