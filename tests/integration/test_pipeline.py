@@ -86,8 +86,8 @@ async def test_same_message_twice_yields_one_set_of_events(
         )
         await wait_until(lambda: reaches(pool, 1, STORY_DECISIONS_SQL), what="the clusterer's decision")
     assert await scalar(pool, RECEIVED_SQL) == 1
-    # received, cleaned, language, dedup, entities
-    assert await scalar(pool, "SELECT count(*) FROM newsflow.events WHERE stream_id LIKE 'article-%'") == 5
+    # received, cleaned, language, dedup, vector, entities
+    assert await scalar(pool, "SELECT count(*) FROM newsflow.events WHERE stream_id LIKE 'article-%'") == 6
     assert await scalar(pool, STORY_DECISIONS_SQL) == 1
 
 
