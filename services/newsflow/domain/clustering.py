@@ -6,13 +6,15 @@ whole state is plain data, so ``pickle`` snapshots it; restored and continued eq
 uninterrupted (tests/unit/test_clustering.py).
 
 An article is a tf-idf vector over its title, body and canonical entities (idf
-learned online). Its candidate stories come from an inverted index of each story's
-heaviest centroid terms, looked up with the article's own top terms and its title's
-rarest terms. It joins the best candidate whose score (centroid, member and title
-cosines, times a time factor) reaches ``threshold``, bridges others above
-``merge_threshold``, and may pull in small, much older stories as background. The
-score, each setting, its version history and how the settings were chosen (on dev
-sets only) are in docs/stories.md.
+learned online) and, when its log has one, the dense vector the stage workers recorded
+(``ArticleEmbedded``), compared with the story's mean vector once each language's mean is
+taken out: that is how a report in another language can join. Its candidate stories come
+from an inverted index of each story's heaviest centroid terms, looked up with the
+article's own top terms and its title's rarest terms. It joins the best candidate whose
+score (centroid, member and title cosines, plus the dense term, times a time factor)
+reaches ``threshold``, bridges others above ``merge_threshold``, and may pull in small,
+much older stories as background. The score, each setting, its version history and how
+the settings were chosen (on dev sets only) are in docs/stories.md.
 """
 
 from __future__ import annotations
@@ -321,10 +323,10 @@ class OnlineClusterer:
     def _with_dense(self, sim: float, cos: float, language: str, story: _Story) -> float:
         """The term similarity with the dense cosine added; in another language, the dense path alone may join.
 
-        ``w_dense · (cos − dense_center)``: same-language texts have a high cosine even when
-        unrelated, so only what exceeds ``dense_center`` counts. An article in a language none
-        of the story's members has shares few terms with it: there a cosine of ``cross_threshold``
-        is worth the join threshold, and more is worth more.
+        ``w_dense · (cos − dense_center)``: unrelated reports still have a positive cosine, so
+        only what exceeds ``dense_center`` raises the score (less lowers it). An article in a
+        language none of the story's members has shares few terms with it: there a cosine of
+        ``cross_threshold`` is worth the join threshold, and more is worth more.
         """
         s = self.s
         sim += s.w_dense * (cos - s.dense_center)
