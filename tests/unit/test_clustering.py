@@ -88,7 +88,12 @@ def test_same_stream_gives_same_stories_and_related_articles_join() -> None:
     assert all(isinstance(d.score, float) and d.score == round(d.score, 4) for d in first)
 
 
-@pytest.mark.parametrize("stream", [_toy(), _with_background()], ids=["toy", "background"])
+def _with_vectors() -> list[clustering.ArticleInput]:
+    """The toy stream with dense vectors, every other article labelled French (the cross-language path runs)."""
+    return [replace(a, vector=(1.0, 0.1 * i, 0.0), language="fr" if i % 2 else "en") for i, a in enumerate(_toy())]
+
+
+@pytest.mark.parametrize("stream", [_toy(), _with_background(), _with_vectors()], ids=["toy", "background", "vectors"])
 def test_snapshot_restored_and_continued_equals_uninterrupted(stream: list[clustering.ArticleInput]) -> None:
     uninterrupted = clustering.cluster(stream)
     for cut in range(len(stream) + 1):

@@ -94,17 +94,6 @@ def test_the_cross_language_path_is_only_for_a_language_the_story_lacks() -> Non
     assert clustering.cluster([a, b], replace(clusterer_settings.SETTINGS, w_dense=0.0))[1].started
 
 
-def test_restored_and_continued_with_vectors_equals_uninterrupted() -> None:
-    stream = [replace(a, vector=(1.0, 0.1 * i, 0.0)) for i, a in enumerate(_toy())]
-    uninterrupted = clustering.cluster(stream)
-    for cut in range(len(stream) + 1):
-        c = clustering.OnlineClusterer()
-        before = [c.add(a) for a in stream[:cut]]
-        restored = pickle.loads(pickle.dumps(c))
-        after = [restored.add(a) for a in stream[cut:]]
-        assert before + after == uninterrupted
-
-
 def test_a_snapshot_without_vectors_restores_and_takes_articles_with_vectors() -> None:
     restored = story_clusterer._load(BEFORE_LAYOUT.read_bytes())  # written before the dense signal existed
     assert "_language_sums" in vars(restored.model)
