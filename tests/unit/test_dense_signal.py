@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pickle
+import subprocess
+import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,6 +41,25 @@ def _input(
     article_id: str, language: str, vector: tuple[float, ...] | None, hours: float = 0.0, text: str = "x"
 ) -> clustering.ArticleInput:
     return clustering.ArticleInput(article_id, None, text, (), T0 + timedelta(hours=hours), language, vector)
+
+
+NO_NETWORK = """
+import socket
+
+def refuse(*args, **kwargs):
+    raise OSError("network access attempted")
+
+socket.socket.connect = refuse
+socket.create_connection = refuse
+from newsflow.domain import article_vectors
+print(len(article_vectors.embed("Floods in Valencia", "Heavy rain flooded the region.")))
+"""
+
+
+def test_the_model_loads_from_the_installed_package_with_every_connection_refused() -> None:
+    done = subprocess.run([sys.executable, "-c", NO_NETWORK], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(article_vectors.DIMS)
 
 
 def test_a_vector_round_trips_through_its_event_encoding_in_684_characters() -> None:
