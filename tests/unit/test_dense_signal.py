@@ -17,7 +17,7 @@ from newsflow.readside import story_clusterer
 
 T0 = datetime(2026, 3, 2, 8, tzinfo=UTC)
 SETTINGS = clusterer_settings.SETTINGS
-OFF = replace(SETTINGS, w_dense=0.0, cross_threshold=0.0, threshold=0.17)  # version 5's decisions
+OFF = clusterer_settings.TERMS_ONLY
 BEFORE_LAYOUT = Path(__file__).parents[1] / "fixtures" / "clusterer_snapshot_before_layout.bin"
 
 EN = (

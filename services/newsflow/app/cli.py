@@ -172,6 +172,7 @@ def _add_offline_commands(sub: Any) -> None:
     ev_ex.add_argument("--limit", type=int, help="pages per benchmark (default: all)")
     ev_st = ev_sub.add_parser("stories", help="story clustering (B-cubed) vs a hindsight-tuned TF-IDF baseline")
     ev_st.add_argument("dir", type=_existing_dir, help="the story-clusters directory")
+    ev_st.add_argument("--no-dense", action="store_true", help="score without the dense signal (version 5's decisions)")
     ev_en = ev_sub.add_parser("enrichment", help="language, entity and dedup quality")
     ev_en.add_argument(
         "dir",
@@ -364,7 +365,8 @@ async def _cmd_eval(settings: Settings, args: argparse.Namespace) -> None:
     from newsflow.evaluation import enrichment, extraction, stories
 
     if args.target == "stories":
-        print(json.dumps(await asyncio.to_thread(stories.evaluate, args.dir), indent=2))
+        report = await asyncio.to_thread(stories.evaluate, args.dir, dense=not args.no_dense)
+        print(json.dumps(report, indent=2))
         return
     if args.target == "enrichment":
         print(json.dumps(await asyncio.to_thread(enrichment.evaluate, args.dir), ensure_ascii=False, indent=2))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 
 CLUSTERER_VERSION = "6"
 
@@ -53,7 +53,5 @@ class ClustererSettings:
 
 
 SETTINGS = ClustererSettings()
-
-
-def describe_settings() -> dict[str, float | int]:
-    return asdict(SETTINGS)
+# The dense signal off and version 5's join threshold: version 5's decisions (`newsflow eval stories --no-dense`).
+TERMS_ONLY = replace(SETTINGS, w_dense=0.0, cross_threshold=0.0, threshold=0.17)

@@ -44,7 +44,7 @@ import math
 import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -346,8 +346,10 @@ def final_stories(decisions: Sequence[clustering.Decision]) -> list[str]:
     return [clustering.follow_merges(absorbed_into, d.story_id) for d in decisions]
 
 
-def score(ds: Dataset) -> dict[str, Any]:
-    decisions = clustering.cluster(ds.inputs)
+def score_with(
+    ds: Dataset, settings: clusterer_settings.ClustererSettings = clusterer_settings.SETTINGS
+) -> dict[str, Any]:
+    decisions = clustering.cluster(ds.inputs, settings)
     predicted = final_stories(decisions)
     docs = [story_terms.terms(a.title, a.text) for a in ds.inputs]
     runs = {round(t / 100, 2): _baseline(docs, t / 100) for t in range(5, 65, 5)}
@@ -392,16 +394,24 @@ def babel_halves(babel: Dataset) -> tuple[Dataset, Dataset]:
     return _subset(babel, odd, "babel_dev"), _subset(babel, even, "babel_test")
 
 
-def evaluate(clusters_dir: Path) -> dict[str, Any]:
+def evaluate(clusters_dir: Path, *, dense: bool = True) -> dict[str, Any]:
     """The monolingual sets under ``clusters_dir`` and the multilingual ones (Babel Briefings from
-    ``clusters_dir/../langid`` when it is there, and the package's own reports)."""
+    ``clusters_dir/../langid`` when it is there, and the package's own reports).
+
+    ``dense`` False scores the clusterer without its dense signal (``TERMS_ONLY``: version 5's decisions).
+    """
+    settings = clusterer_settings.SETTINGS if dense else clusterer_settings.TERMS_ONLY
+
+    def score(ds: Dataset) -> dict[str, Any]:
+        return score_with(ds, settings)
+
     giveme, *others = load_all(clusters_dir)
     babel_dir = clusters_dir.parent / "langid" / "babel-briefings-sample"
     ev = [int(g) for g in giveme.gold]
     tight = [i for i, e in enumerate(ev) if e in TIGHT_EVENTS]
     results: dict[str, Any] = {
         "clusterer_version": clusterer_settings.CLUSTERER_VERSION,
-        "settings": clusterer_settings.describe_settings(),
+        "settings": asdict(settings),
         "giveme5w1h_tight_events": score(_subset(giveme, tight, "tight")),
         "giveme5w1h_tight_dev_odd_ids": score(_subset(giveme, [i for i in tight if ev[i] % 2], "odd")),
         "giveme5w1h_tight_test_even_ids": score(_subset(giveme, [i for i in tight if ev[i] % 2 == 0], "even")),
