@@ -88,6 +88,15 @@ def test_with_the_signal_off_vectors_change_no_decision() -> None:
     assert clustering.cluster(with_vectors, OFF) == clustering.cluster(stream, OFF)
 
 
+def test_within_one_language_the_default_decides_as_without_the_signal() -> None:
+    """The daemon's default uses vectors only across languages: no monolingual decision changes."""
+    stream = [replace(a, language="en") for a in _toy()]
+    with_vectors = [replace(a, vector=(1.0, 0.0, 0.0) if i % 2 else (0.6, 0.8, 0.0)) for i, a in enumerate(stream)]
+    assert clustering.cluster(with_vectors) == clustering.cluster(with_vectors, OFF)
+    everywhere = clustering.cluster(with_vectors, clusterer_settings.EVERYWHERE)
+    assert everywhere != clustering.cluster(with_vectors, OFF), "the toy stream cannot tell the settings apart"
+
+
 def test_without_vectors_the_clusterer_decides_on_terms_alone() -> None:
     stream = _toy()
     assert clustering.cluster(stream) == clustering.cluster(stream, replace(OFF, threshold=SETTINGS.threshold))

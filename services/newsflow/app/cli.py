@@ -172,7 +172,12 @@ def _add_offline_commands(sub: Any) -> None:
     ev_ex.add_argument("--limit", type=int, help="pages per benchmark (default: all)")
     ev_st = ev_sub.add_parser("stories", help="story clustering (B-cubed) vs a hindsight-tuned TF-IDF baseline")
     ev_st.add_argument("dir", type=_existing_dir, help="the story-clusters directory")
-    ev_st.add_argument("--no-dense", action="store_true", help="score without the dense signal (version 5's decisions)")
+    ev_st.add_argument(
+        "--signal",
+        choices=["across_languages", "everywhere", "off"],
+        default="across_languages",
+        help="the dense signal's use: only across languages (the daemon's), in every score, or off (version 5)",
+    )
     ev_en = ev_sub.add_parser("enrichment", help="language, entity and dedup quality")
     ev_en.add_argument(
         "dir",
@@ -365,7 +370,7 @@ async def _cmd_eval(settings: Settings, args: argparse.Namespace) -> None:
     from newsflow.evaluation import enrichment, extraction, stories
 
     if args.target == "stories":
-        report = await asyncio.to_thread(stories.evaluate, args.dir, dense=not args.no_dense)
+        report = await asyncio.to_thread(stories.evaluate, args.dir, signal=args.signal)
         print(json.dumps(report, indent=2))
         return
     if args.target == "enrichment":

@@ -394,13 +394,14 @@ def babel_halves(babel: Dataset) -> tuple[Dataset, Dataset]:
     return _subset(babel, odd, "babel_dev"), _subset(babel, even, "babel_test")
 
 
-def evaluate(clusters_dir: Path, *, dense: bool = True) -> dict[str, Any]:
+def evaluate(clusters_dir: Path, *, signal: str = "across_languages") -> dict[str, Any]:
     """The monolingual sets under ``clusters_dir`` and the multilingual ones (Babel Briefings from
     ``clusters_dir/../langid`` when it is there, and the package's own reports).
 
-    ``dense`` False scores the clusterer without its dense signal (``TERMS_ONLY``: version 5's decisions).
+    ``signal`` names the dense signal's use (``clusterer_settings.SIGNALS``): the default's, everywhere,
+    or off (version 5's decisions); the daemon runs the default.
     """
-    settings = clusterer_settings.SETTINGS if dense else clusterer_settings.TERMS_ONLY
+    settings = clusterer_settings.SIGNALS[signal]
 
     def score(ds: Dataset) -> dict[str, Any]:
         return score_with(ds, settings)
@@ -411,6 +412,7 @@ def evaluate(clusters_dir: Path, *, dense: bool = True) -> dict[str, Any]:
     tight = [i for i, e in enumerate(ev) if e in TIGHT_EVENTS]
     results: dict[str, Any] = {
         "clusterer_version": clusterer_settings.CLUSTERER_VERSION,
+        "signal": signal,
         "settings": asdict(settings),
         "giveme5w1h_tight_events": score(_subset(giveme, tight, "tight")),
         "giveme5w1h_tight_dev_odd_ids": score(_subset(giveme, [i for i in tight if ev[i] % 2], "odd")),
