@@ -1123,6 +1123,7 @@ async def metrics_cost_runs(
 ) -> dict[str, Any]:
     """Throughput with the metrics endpoint off and on, ``args.metrics_cost`` rounds, alternating which goes first."""
     rates: dict[str, list[float]] = {"off": [], "on": []}
+    cpu_ms: dict[str, list[float]] = {"off": [], "on": []}  # newsflow processes' CPU per article: less noisy
     scrape_s: list[float] = []
     for round_ in range(args.metrics_cost):
         for mode in ("off", "on") if round_ % 2 == 0 else ("on", "off"):
@@ -1141,15 +1142,25 @@ async def metrics_cost_runs(
                     scraping.cancel()
             await run.services.stop()
             rates[mode].append(tp["throughput_articles_per_s"])
-            progress(f"metrics {mode}, round {round_ + 1}: {tp['throughput_articles_per_s']} articles/s")
+            cpu_ms[mode].append(round(1000 * sum(tp["cpu_s"].values()) / max(1, len(stream.messages)), 2))
+            progress(
+                f"metrics {mode}, round {round_ + 1}: {tp['throughput_articles_per_s']} articles/s,"
+                f" {cpu_ms[mode][-1]} CPU ms per article"
+            )
     off, on = statistics.median(rates["off"]), statistics.median(rates["on"])
     cost = round(100 * (off - on) / off, 1) if off else None
+    cpu_off, cpu_on = statistics.median(cpu_ms["off"]), statistics.median(cpu_ms["on"])
+    cpu_cost = round(100 * (cpu_on - cpu_off) / cpu_off, 1) if cpu_off else None
     progress(f"metrics cost: {off} articles/s off, {on} on (median of {args.metrics_cost}): {cost} %")
+    progress(f"metrics cost in CPU: {cpu_off} ms per article off, {cpu_on} on: {cpu_cost} %")
     return {
         "rounds": args.metrics_cost,
         "off_articles_per_s": rates["off"],
         "on_articles_per_s": rates["on"],
         "cost_pct_of_median": cost,
+        "cpu_ms_per_article_off": cpu_ms["off"],
+        "cpu_ms_per_article_on": cpu_ms["on"],
+        "cpu_cost_pct_of_median": cpu_cost,
         "scrape_every_s": SCRAPE_EVERY_S,
         "scrapes": len(scrape_s),
         "scrape_ms_p50": round(1000 * statistics.median(scrape_s), 1) if scrape_s else None,
