@@ -13,12 +13,11 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
-from typing import Any
 
 import structlog
 
 from newsflow.adapters import kafka
-from newsflow.app.health import read_all
+from newsflow.app.health import read, read_all
 from newsflow.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -48,8 +47,7 @@ def left_by_the_dead(state_dir: Path, own_started_at: str) -> list[str]:
 
 
 def member_in(snapshot_path: Path) -> str | None:
-    snapshot: dict[str, Any] = read_all(snapshot_path.parent).get(snapshot_path.name, {})
-    member = snapshot.get("member_id")
+    member = (read(snapshot_path) or {}).get("member_id")
     return str(member) if member else None
 
 

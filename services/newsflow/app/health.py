@@ -158,12 +158,22 @@ def readiness(snapshot: dict[str, Any], now: float | None = None) -> str:
     return "ready" if states == {RUNNING} else "starting"
 
 
+def read(path: Path) -> dict[str, Any] | None:
+    """One process's last snapshot; None when the file is missing or half written."""
+    try:
+        snapshot: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return snapshot
+
+
 def read_all(state_dir: Path) -> dict[str, dict[str, Any]]:
     """Every daemon process's last snapshot under ``state_dir``, by file name."""
     found = {}
     for path in sorted(state_dir.glob("health*.json")):
-        with contextlib.suppress(OSError, ValueError):
-            found[path.name] = json.loads(path.read_text())
+        snapshot = read(path)
+        if snapshot is not None:
+            found[path.name] = snapshot
     return found
 
 
