@@ -94,7 +94,7 @@ def test_the_metrics_directory_is_emptied_by_the_parent_and_kept_by_its_children
 def test_nothing_the_command_line_reads_first_imports_prometheus_client() -> None:
     """`newsflow run` chooses the metrics mode before prometheus_client is imported; the parser and health must not."""
     code = (
-        "import sys; from newsflow.app import cli, health; cli._parser();"
+        "import sys; from newsflow.app import cli, health; cli.parser();"
         "print(sorted(m for m in sys.modules if m.startswith('prometheus_client')))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
